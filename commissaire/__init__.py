@@ -1,0 +1,3 @@
+"""Commissaire core: models, errors, the bus client, storage handlers, config."""
+
+__version__ = "0.2.0"

@@ -1,0 +1,184 @@
+"""One exception hierarchy for the whole product.
+
+Each class carries its JSON-RPC error code (used on the bus) and its HTTP status
+(used by the REST server), so an error raised in a service travels over the bus
+as a JSON-RPC error object, is re-raised as the same class on the caller's side,
+and is turned into an HTTP response in exactly one place.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+# Registry of error classes by name, so the bus client can re-raise the class
+# the service raised.
+_REGISTRY: dict[str, type[CommissaireError]] = {}
+
+
+class CommissaireError(Exception):
+    """Base of every error the product raises on purpose."""
+
+    jsonrpc_code = -32000
+    http_status = 500
+    title = "Internal error"
+
+    def __init__(self, description: str = "", **details: Any) -> None:
+        super().__init__(description or self.title)
+        self.description = description or self.title
+        # Extra, JSON-serializable facts about the error (e.g. the field name).
+        self.details = details
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def to_jsonrpc(self) -> dict[str, Any]:
+        """The JSON-RPC 2.0 error object for this error."""
+        return {
+            "code": self.jsonrpc_code,
+            "message": self.title,
+            "data": {
+                "class": type(self).__name__,
+                "description": self.description,
+                "details": self.details,
+            },
+        }
+
+    def to_http_body(self) -> dict[str, Any]:
+        """The JSON body the REST API answers with."""
+        error: dict[str, Any] = {
+            "code": self.http_status,
+            "title": self.title,
+            "description": self.description,
+        }
+        error.update(self.details)
+        return {"error": error}
+
+
+_REGISTRY[CommissaireError.__name__] = CommissaireError
+
+
+class ValidationError(CommissaireError):
+    """The input is malformed: names the field and says why."""
+
+    jsonrpc_code = -32602
+    http_status = 400
+    title = "Invalid input"
+
+    def __init__(self, description: str, field: str | None = None, **details: Any) -> None:
+        if field is not None:
+            details["field"] = field
+            description = f"{field}: {description}"
+        super().__init__(description, **details)
+
+    @property
+    def field(self) -> str | None:
+        return self.details.get("field")
+
+
+class BadJSON(ValidationError):
+    """The request body is not JSON."""
+
+    title = "Malformed JSON"
+
+
+class AuthenticationRequired(CommissaireError):
+    """No credentials, or credentials that do not check out."""
+
+    jsonrpc_code = -32010
+    http_status = 401
+    title = "Authentication required"
+
+
+class Forbidden(CommissaireError):
+    """Authenticated, but not allowed to do this."""
+
+    jsonrpc_code = -32011
+    http_status = 403
+    title = "Forbidden"
+
+
+class NotFound(CommissaireError):
+    """The record does not exist."""
+
+    jsonrpc_code = -32004
+    http_status = 404
+    title = "Not found"
+
+
+class MethodNotAllowed(CommissaireError):
+    jsonrpc_code = -32005
+    http_status = 405
+    title = "Method not allowed"
+
+
+class Conflict(CommissaireError):
+    """The request conflicts with what is stored (or ran into a concurrent change)."""
+
+    jsonrpc_code = -32009
+    http_status = 409
+    title = "Conflict"
+
+
+class StoreUnavailable(CommissaireError):
+    """The store cannot be reached or refused the operation."""
+
+    jsonrpc_code = -32030
+    http_status = 503
+    title = "Store unavailable"
+
+
+class SecretsUnavailable(StoreUnavailable):
+    """Stored secrets cannot be decrypted or encrypted (missing or wrong key)."""
+
+    title = "Secrets unavailable"
+
+
+class BusUnavailable(CommissaireError):
+    """The message bus cannot be reached."""
+
+    jsonrpc_code = -32031
+    http_status = 503
+    title = "Message bus unavailable"
+
+
+class ServiceTimeout(CommissaireError):
+    """A service did not answer in time."""
+
+    jsonrpc_code = -32032
+    http_status = 504
+    title = "Service did not answer in time"
+
+
+class MethodNotFound(CommissaireError):
+    """A bus call named a method the service does not expose (a bug)."""
+
+    jsonrpc_code = -32601
+    http_status = 500
+    title = "Method not found"
+
+
+class InvalidRequest(CommissaireError):
+    """A bus message that is not a JSON-RPC 2.0 request (a bug)."""
+
+    jsonrpc_code = -32600
+    http_status = 500
+    title = "Invalid request"
+
+
+class ContainerManagerError(CommissaireError):
+    """The container manager refused or failed a call."""
+
+    jsonrpc_code = -32040
+    http_status = 502
+    title = "Container manager error"
+
+
+def from_jsonrpc(error: dict[str, Any]) -> CommissaireError:
+    """Rebuild the exception a service raised from its JSON-RPC error object."""
+    data = error.get("data") or {}
+    cls = _REGISTRY.get(data.get("class", ""), CommissaireError)
+    exc = cls.__new__(cls)
+    CommissaireError.__init__(
+        exc, data.get("description") or error.get("message", ""), **(data.get("details") or {})
+    )
+    return exc

@@ -1,0 +1,59 @@
+"""The interface every storage handler implements.
+
+Handlers store JSON documents under string keys (relative to the handler's
+prefix) and expose each document's revision, so callers can do read-modify-write
+as one atomic transaction that fails if anything changed in between.
+Values reach a handler already encrypted where they are secret: handlers never
+see plaintext credentials.
+"""
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+# Revision meaning "the key must not exist" in a Txn compare.
+ABSENT = 0
+
+
+@dataclasses.dataclass
+class Txn:
+    """An atomic change: applied whole if every compare holds, else not at all."""
+
+    # (key, revision): the key's current revision must equal this (ABSENT: no key).
+    compares: list[tuple[str, int]] = dataclasses.field(default_factory=list)
+    puts: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
+    deletes: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class Item:
+    key: str
+    value: dict[str, Any]
+    revision: int
+
+
+class StoreHandler(abc.ABC):
+    """A store of JSON documents with per-key revisions and transactions."""
+
+    #: Short name used in a Host's `source` (e.g. "etcd" for commissaire.storage.etcd).
+    short_name: str = ""
+
+    @abc.abstractmethod
+    def get(self, key: str) -> Item | None:
+        """The document at `key`, or None when there is none."""
+
+    @abc.abstractmethod
+    def list(self, prefix: str) -> list[Item]:
+        """Every document whose key starts with `prefix`, sorted by key."""
+
+    @abc.abstractmethod
+    def commit(self, txn: Txn) -> bool:
+        """Apply `txn` atomically. False (and nothing changed) if a compare failed."""
+
+    @abc.abstractmethod
+    def ping(self) -> None:
+        """Raise StoreUnavailable if the store cannot be reached."""
+
+    def close(self) -> None:
+        """Release connections."""
