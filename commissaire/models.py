@@ -162,9 +162,9 @@ class Host(Model):
         "ssh_port": 22,
         "status_reason": "",
         "host_key_fingerprint": "",
+        # Kept by the storage service in the same transaction as the cluster's hostset.
         "cluster": "",
     }
-    computed_fields = ("cluster",)
     read_only_fields = (
         "status", "os", "cpus", "memory", "space", "last_check",
         "status_reason", "host_key_fingerprint",

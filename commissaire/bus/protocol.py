@@ -1,0 +1,45 @@
+"""JSON-RPC 2.0 messages as they travel on the bus (no transport knowledge)."""
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from commissaire import errors
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def request(method: str, params: dict[str, Any], request_id: str | None) -> dict[str, Any]:
+    """A request (with an id) or a notification (id None: nobody answers)."""
+    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if request_id is not None:
+        message["id"] = request_id
+    return message
+
+
+def result(request_id: str, value: Any) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "result": value}
+
+
+def error(request_id: str | None, exc: errors.CommissaireError) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc()}
+
+
+def unwrap(response: dict[str, Any]) -> Any:
+    """The result of a response, or the service's exception re-raised by class."""
+    if "error" in response:
+        raise errors.from_jsonrpc(response["error"])
+    return response.get("result")
+
+
+def parse_request(body: Any) -> tuple[str, dict[str, Any], str | None]:
+    """(method, params, id) of a request; InvalidRequest if it is not one."""
+    if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
+        raise errors.InvalidRequest("not a JSON-RPC 2.0 message")
+    method = body.get("method")
+    params = body.get("params", {})
+    if not isinstance(method, str) or not isinstance(params, dict):
+        raise errors.InvalidRequest("method must be a string and params an object")
+    return method, params, body.get("id")

@@ -1,0 +1,111 @@
+"""commissaire-allinone: the server and every service in one process.
+
+Same code paths as the distributed mode, other URLs: the bus is kombu's
+in-process transport (event-driven, see commissaire.bus.inproc) and the store
+is an SQLite file in --data-dir, where the secrets key is created on first run.
+Takes the same configuration file and flags as commissaire-server.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from commissaire.bus import BusClient, BusServer
+from commissaire.config import ConfigError, ServerConfig, build_server_parser, load_server_config
+from commissaire.secrets import generate_key_file
+from commissaire_service.placeholders import SERVICES
+from commissaire_service.service import Service
+from commissaire_service.storage.main import build_storage_service
+
+logger = logging.getLogger(__name__)
+
+BUS_URI = "inproc://"
+
+
+def storage_config(data_dir: Path) -> dict[str, Any]:
+    key_file = data_dir / "secrets.key"
+    if not key_file.exists():
+        generate_key_file(str(key_file))
+    return {
+        "secrets-key-file": str(key_file),
+        "storage-handlers": [{"name": "commissaire.storage.sqlite",
+                              "path": str(data_dir / "commissaire.db"), "models": ["*"]}],
+    }
+
+
+def start_services(config: ServerConfig, bus: BusClient) -> list[BusServer]:
+    """Start every service on the in-process bus; return their servers."""
+    data_dir = Path(config.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(data_dir, 0o700)
+    services: list[Service] = [build_storage_service(storage_config(data_dir), bus)]
+    services += [cls() for cls in SERVICES.values()]
+    servers = []
+    for service in services:
+        server = BusServer(BUS_URI, config.bus_exchange, service.name, service.routing_keys,
+                           service.dispatch, threads=4 if service.name == "storage" else 1)
+        server.start()
+        servers.append(server)
+    for server in servers:
+        server.ready.wait(10)
+    return servers
+
+
+def create_allinone_app(config: ServerConfig) -> Any:
+    """Runs in the server worker: services as threads, then the REST app."""
+    from commissaire_http.app import create_app
+
+    bus = BusClient(BUS_URI, config.bus_exchange, config.bus_timeout)
+    start_services(config, bus)
+    return create_app(config, bus)
+
+
+def _describe_auth(config: ServerConfig) -> str:
+    if not config.authentication_plugins:
+        return ("no authentication plugin is configured, so every request is refused; "
+                "add one, e.g. --authentication-plugin "
+                "commissaire_http.authentication.httpbasicauth:filepath=conf/users.json")
+    names = ", ".join(p["name"].rsplit(".", 1)[-1] for p in config.authentication_plugins)
+    return f"authenticate with: {names}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_server_parser(
+        "commissaire-allinone",
+        "Commissaire all-in-one: REST server and every service in one process "
+        "(in-process bus, SQLite store in --data-dir).")
+    parser.add_argument("--data-dir", help="where the store and secrets key live "
+                                           "(default ./var/commissaire)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_server_config(args)
+    except ConfigError as exc:
+        print(f"commissaire-allinone: {exc}", file=sys.stderr)
+        return 2
+    if args.data_dir:
+        config.data_dir = args.data_dir
+    config.data_dir = str(Path(config.data_dir).resolve())
+    from commissaire_http.server import serve
+
+    scheme = "https" if config.tls_pemfile else "http"
+    host = f"[{config.listen_interface}]" if ":" in config.listen_interface else \
+        config.listen_interface
+
+    def on_ready() -> None:
+        print(f"Commissaire all-in-one listening on {scheme}://{host}:{config.listen_port}/api/v0",
+              flush=True)
+        print(f"Data in {config.data_dir}; {_describe_auth(config)}", flush=True)
+
+    # One worker: the in-process bus and the services live in that worker.
+    serve(config, lambda: create_allinone_app(config), workers=1,
+          threads=max(config.threads, 8), on_ready=on_ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""Cluster members (/cluster/{name}/hosts[/{address}]) and rolling operations."""
+from __future__ import annotations
+
+import falcon
+
+from commissaire import errors
+from commissaire.models import ClusterOperation
+from commissaire.validation import validate_address, validate_name
+from commissaire_http.resources.base import Bus, Resource, read_json, respond
+
+
+class ClusterMembers(Resource):
+    """GET the member list; PUT {"old": [...], "new": [...]} replaces it if old is current."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        respond(resp, self.call(req, "storage.cluster_hosts", name=validate_name(name)))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        body = read_json(req)
+        if not isinstance(body, dict):
+            raise errors.ValidationError('the body must be {"old": [...], "new": [...]}')
+        lists = {}
+        for field in ("old", "new"):
+            value = body.get(field)
+            if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
+                raise errors.ValidationError("must be a list of host addresses", field=field)
+            lists[field] = [validate_address(a, field) for a in value]
+        extra = set(body) - {"old", "new"}
+        if extra:
+            raise errors.ValidationError("is not a known field; allowed fields are: new, old",
+                                         field=sorted(extra)[0])
+        respond(resp, self.call(req, "storage.cluster_set_hosts", name=validate_name(name),
+                                old=lists["old"], new=lists["new"]))
+
+
+class ClusterMember(Resource):
+    """GET: membership test (200 or 404). PUT adds, DELETE removes (both idempotent)."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
+        address = validate_address(address)
+        members = self.call(req, "storage.cluster_hosts", name=validate_name(name))
+        if address not in members:
+            raise errors.NotFound(f"host {address!r} is not in cluster {name!r}")
+        respond(resp, [address])
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
+        respond(resp, self.call(req, "storage.cluster_add_host", name=validate_name(name),
+                                address=validate_address(address)))
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
+        respond(resp, self.call(req, "storage.cluster_remove_host", name=validate_name(name),
+                                address=validate_address(address)))
+
+
+class ClusterOperationResource(Resource):
+    """PUT starts (201; 409 while one runs), GET shows progress, DELETE aborts."""
+
+    def __init__(self, bus: Bus, model: type[ClusterOperation]) -> None:
+        super().__init__(bus)
+        self.model = model
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        respond(resp, self.call(req, "storage.get_operation", kind=self.model.kind,
+                                name=validate_name(name)))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        record = self.model.from_input(validate_name(name), read_json(req))
+        respond(resp, self.call(req, "storage.start_operation", kind=self.model.kind,
+                                record=record.to_dict()), falcon.HTTP_201)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        respond(resp, self.call(req, "storage.abort_operation", kind=self.model.kind,
+                                name=validate_name(name)))

@@ -1,0 +1,42 @@
+"""Named records that share one shape of resource: clusters, networks, container managers.
+
+/api/v0/<plural> lists names; /api/v0/<singular>/{name} gets, creates (PUT) and
+deletes one record.
+"""
+from __future__ import annotations
+
+import falcon
+
+from commissaire.models import Model
+from commissaire.validation import validate_name
+from commissaire_http.resources.base import Bus, Resource, read_json, respond
+
+
+class RecordNames(Resource):
+    """GET: the names of every record of one kind."""
+
+    def __init__(self, bus: Bus, model: type[Model]) -> None:
+        super().__init__(bus)
+        self.model = model
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        respond(resp, self.call(req, "storage.list_names", kind=self.model.kind))
+
+
+class Record(Resource):
+    """GET, PUT (create; identical re-PUT is a no-op, a different one 409), DELETE."""
+
+    def __init__(self, bus: Bus, model: type[Model]) -> None:
+        super().__init__(bus)
+        self.model = model
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        respond(resp, self.call(req, "storage.get", kind=self.model.kind, key=validate_name(name)))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        record = self.model.from_input(validate_name(name), read_json(req))
+        outcome = self.call(req, "storage.create", kind=self.model.kind, record=record.to_dict())
+        self.created_or_ok(resp, outcome)
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        respond(resp, self.call(req, "storage.delete", kind=self.model.kind, key=validate_name(name)))

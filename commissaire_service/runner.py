@@ -1,0 +1,64 @@
+"""Runs one service as its own process: config, bus, signals.
+
+Every service takes `-c/--config` (default /etc/commissaire/<service>.conf, read
+only if present), `--bus-uri` and `--bus-exchange` (overriding the file's
+"bus-uri"/"bus-exchange"), and `--threads` (consumers sharing its queue).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from commissaire.bus import BusClient, BusServer
+from commissaire.config import ConfigError, load_service_config
+from commissaire_service.service import Service
+
+logger = logging.getLogger(__name__)
+
+BuildService = Callable[[dict[str, Any], BusClient], Service]
+
+
+def parse_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog=f"commissaire-{prog}-service")
+    parser.add_argument("-c", "--config", help=f"JSON config (default /etc/commissaire/{prog}.conf)")
+    parser.add_argument("--bus-uri", help="message bus URI (default redis://127.0.0.1:6379/)")
+    parser.add_argument("--bus-exchange", help="message bus exchange (default commissaire)")
+    parser.add_argument("--threads", type=int, help="consumer threads (default 4)")
+    parser.add_argument("--log-level", default="INFO")
+    return parser.parse_args(argv)
+
+
+def run_service(prog: str, build: BuildService, argv: list[str] | None = None) -> int:
+    args = parse_args(prog, argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_service_config(args.config, f"/etc/commissaire/{prog}.conf")
+    except ConfigError as exc:
+        print(f"commissaire-{prog}-service: {exc}", file=sys.stderr)
+        return 2
+    uri = args.bus_uri or config.get("bus-uri") or "redis://127.0.0.1:6379/"
+    exchange = args.bus_exchange or config.get("bus-exchange") or "commissaire"
+    threads = args.threads or int(config.get("threads", 4))
+    client = BusClient(uri, exchange, float(config.get("bus-timeout", 10.0)))
+    try:
+        service = build(config, client)
+    except (ConfigError, ValueError) as exc:
+        print(f"commissaire-{prog}-service: {exc}", file=sys.stderr)
+        client.close()
+        return 2
+    server = BusServer(uri, exchange, service.name, service.routing_keys, service.dispatch,
+                       threads=threads)
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    server.start()
+    logger.info("%s service serving %s on %s", service.name, service.routing_keys,
+                client._safe_uri())
+    server.wait()
+    service.stop()
+    client.close()
+    return 0

@@ -1,0 +1,160 @@
+"""Records over store handlers: typed reads, sealed secrets, atomic changes.
+
+Every change is a read-modify-write: read the records involved with their
+revisions, compute the new state, and commit it as one transaction that only
+applies if none of them changed meanwhile; on a race, read again and retry.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from commissaire import errors
+from commissaire.models import Model, model_class
+from commissaire.storage.base import ABSENT, StoreHandler, Txn
+from commissaire_service.storage.sealing import Box, seal, unseal
+
+logger = logging.getLogger(__name__)
+
+RETRIES = 20
+
+
+class Snapshot:
+    """Records read for one change, and the change to make to them."""
+
+    def __init__(self) -> None:
+        self.read: dict[tuple[str, str], tuple[StoreHandler, Model | None, int]] = {}
+        self.puts: list[Model] = []
+        self.deletes: list[Model] = []
+
+    def put(self, record: Model) -> None:
+        self.puts.append(record)
+
+    def delete(self, record: Model) -> None:
+        self.deletes.append(record)
+
+
+class Repository:
+    """Typed access to records kept by the configured handlers."""
+
+    def __init__(self, handlers: Any, box: Box) -> None:
+        self.handlers = handlers
+        self.box = box
+
+    def _handler(self, kind: str, source: str = "") -> StoreHandler:
+        return self.handlers.for_model(kind, source)
+
+    @staticmethod
+    def _store_key(cls: type[Model], key: str) -> str:
+        return f"{cls.collection}/{key}"
+
+    def _decode(self, cls: type[Model], key: str, value: dict[str, Any]) -> Model:
+        return cls.from_dict(unseal(self.box, cls.kind, key, value))
+
+    def _locate(self, kind: str, key: str, source: str) -> StoreHandler:
+        """The handler holding a record: its source's, else the first that has it."""
+        if source or kind != "Host":
+            return self._handler(kind, source)
+        handlers = self._handlers_of(kind)
+        if len(handlers) > 1:
+            store_key = self._store_key(model_class(kind), key)
+            for handler in handlers:
+                if handler.get(store_key) is not None:
+                    return handler
+        return handlers[0]
+
+    def get(self, kind: str, key: str, source: str = "") -> Model | None:
+        cls = model_class(kind)
+        item = self._locate(kind, key, source).get(self._store_key(cls, key))
+        return None if item is None else self._decode(cls, key, item.value)
+
+    def require(self, kind: str, key: str, source: str = "") -> Model:
+        record = self.get(kind, key, source)
+        if record is None:
+            raise errors.NotFound(f"{_label(kind)} {key!r} does not exist")
+        return record
+
+    def list(self, kind: str) -> list[Model]:
+        cls = model_class(kind)
+        prefix = f"{cls.collection}/"
+        records: dict[str, Model] = {}
+        for handler in self._handlers_of(kind):
+            for item in handler.list(prefix):
+                key = item.key[len(prefix):]
+                if "/" not in key and key not in records:
+                    records[key] = self._decode(cls, key, item.value)
+        return [records[k] for k in sorted(records)]
+
+    def _handlers_of(self, kind: str) -> list[StoreHandler]:
+        seen: list[StoreHandler] = []
+        default = self._handler(kind)
+        seen.append(default)
+        if kind == "Host":
+            for handler in self.handlers.all():
+                if handler not in seen:
+                    seen.append(handler)
+        return seen
+
+    def change(self, keys: list[tuple[str, str, str]],
+               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], Any]) -> Any:
+        """Read (kind, key, source) records, let `mutate` decide, commit atomically.
+
+        `mutate(current, snapshot)` gets the records (None where absent), records
+        puts/deletes on the snapshot and returns the call's result. It may raise
+        to refuse the change; then nothing is written.
+        """
+        for _attempt in range(RETRIES):
+            snapshot = Snapshot()
+            current: dict[tuple[str, str], Model | None] = {}
+            for kind, key, source in keys:
+                cls = model_class(kind)
+                handler = self._locate(kind, key, source)
+                item = handler.get(self._store_key(cls, key))
+                record = None if item is None else self._decode(cls, key, item.value)
+                snapshot.read[(kind, key)] = (handler, record, ABSENT if item is None else item.revision)
+                current[(kind, key)] = record
+            result = mutate(current, snapshot)
+            if self._commit(snapshot):
+                return result
+            logger.debug("concurrent change to %s; retrying", keys)
+        raise errors.Conflict("the records changed concurrently too often; try again")
+
+    def _commit(self, snapshot: Snapshot) -> bool:
+        txns: dict[int, tuple[StoreHandler, Txn]] = {}
+
+        def txn_for(handler: StoreHandler) -> Txn:
+            return txns.setdefault(id(handler), (handler, Txn()))[1]
+
+        for (kind, key), (handler, _record, revision) in snapshot.read.items():
+            txn_for(handler).compares.append((self._store_key(model_class(kind), key), revision))
+        for record in snapshot.puts:
+            handler = self._handler_for_record(record, snapshot)
+            stored = seal(self.box, record.kind, record.key, record.to_stored_dict())
+            txn_for(handler).puts.append((self._store_key(type(record), record.key), stored))
+        for record in snapshot.deletes:
+            handler = self._handler_for_record(record, snapshot)
+            txn_for(handler).deletes.append(self._store_key(type(record), record.key))
+        if not any(t.puts or t.deletes for _h, t in txns.values()):
+            return True
+        # One handler (the usual case) is one atomic transaction. Records split
+        # over several handlers (CPD-61 sources) commit handler by handler.
+        for handler, txn in txns.values():
+            if not handler.commit(txn):
+                return False
+        return True
+
+    def _handler_for_record(self, record: Model, snapshot: Snapshot) -> StoreHandler:
+        read = snapshot.read.get((record.kind, record.key))
+        if read is not None:
+            return read[0]
+        return self._handler(record.kind, getattr(record, "source", "") or "")
+
+
+def _label(kind: str) -> str:
+    return {
+        "Host": "host", "HostCreds": "credentials of host", "Cluster": "cluster",
+        "Network": "network", "ContainerManagerConfig": "container manager",
+        "ClusterRestart": "restart of cluster", "ClusterUpgrade": "upgrade of cluster",
+        "ClusterDeploy": "deploy of cluster",
+    }.get(kind, kind)

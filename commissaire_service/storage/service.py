@@ -1,0 +1,483 @@
+"""The storage service: the only process that talks to the store.
+
+Each exposed method is one atomic change (or one read). Changes to several
+records (a host, its credentials and its cluster) are one transaction. Every
+committed change is announced as `notify.storage.<Kind>.<created|updated|deleted>`
+with the record's secret-free form.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from commissaire import errors
+from commissaire.models import (
+    OPERATIONS,
+    Cluster,
+    ClusterOperation,
+    ContainerManagerConfig,
+    Host,
+    HostCreds,
+    Model,
+    Network,
+    model_class,
+    utcnow,
+)
+from commissaire.validation import validate_address, validate_name
+from commissaire_service.service import Service
+from commissaire_service.storage.repository import Repository, Snapshot
+
+logger = logging.getLogger(__name__)
+
+Notify = Callable[[str, dict[str, Any]], None]
+
+# Fields whose equality makes a re-PUT idempotent rather than a conflict.
+_IDENTITY = {
+    "Cluster": ("network", "container_manager"),
+    "Network": ("type", "options"),
+    "ContainerManagerConfig": ("type", "options"),
+}
+_SIMPLE_KINDS = tuple(_IDENTITY)
+_HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
+                      "status_reason", "host_key_fingerprint", "ssh_port")
+
+
+class _Stale(Exception):
+    """A record read before the transaction changed shape; read again."""
+
+
+class StorageService(Service):
+    name = "storage"
+
+    def __init__(self, repository: Repository, notify: Notify | None = None) -> None:
+        super().__init__()
+        self.repo = repository
+        self._notify = notify or (lambda key, params: None)
+        for method in (
+            "get", "list", "list_names", "create", "delete",
+            "get_host", "list_hosts", "create_host", "delete_host", "get_creds", "update_host",
+            "get_cluster", "cluster_hosts", "cluster_add_host", "cluster_remove_host",
+            "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
+            "save_operation",
+        ):
+            self.expose(method, getattr(self, method))
+
+    def health(self) -> dict[str, Any]:
+        for handler in self.repo.handlers.all():
+            handler.ping()
+        return {"store": "ok"}
+
+    def ensure_default_network(self) -> None:
+        """Clusters default to network "default": make sure it exists."""
+        try:
+            self.create("Network", {"name": "default", "type": "flannel_etcd", "options": {}})
+        except errors.Conflict:
+            pass
+
+    # -- notifications ---------------------------------------------------
+
+    def _announce(self, record: Model, event: str) -> None:
+        try:
+            self._notify(f"notify.storage.{record.kind}.{event}", {"record": record.to_safe_dict()})
+        except errors.CommissaireError as exc:
+            logger.warning("could not announce %s %s: %s", record.kind, event, exc.description)
+
+    # -- generic records (clusters, networks, container managers) --------
+
+    def get(self, kind: str, key: str, reveal: bool = False) -> dict[str, Any]:
+        if kind == "Cluster":
+            return self.get_cluster(key)
+        if kind == "HostCreds":
+            raise errors.Forbidden("use get_creds for credentials")
+        record = self.repo.require(kind, key)
+        return record.to_dict() if reveal else record.to_safe_dict()
+
+    def list(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "HostCreds":
+            raise errors.Forbidden("credentials cannot be listed")
+        return [r.to_safe_dict() for r in self.repo.list(kind)]
+
+    def list_names(self, kind: str) -> list[str]:
+        return [r.key for r in self.repo.list(kind)]
+
+    def create(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Create a record; an identical one is a no-op, a different one a conflict."""
+        if kind not in _SIMPLE_KINDS:
+            raise errors.InvalidRequest(f"create does not handle {kind}")
+        new = model_class(kind).from_dict(record)
+        new.validate()
+        keys = [(kind, new.key, "")]
+        if isinstance(new, Cluster):
+            keys.append(("Network", new.network, ""))
+            if new.container_manager:
+                keys.append(("ContainerManagerConfig", new.container_manager, ""))
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
+            existing = current[(kind, new.key)]
+            if existing is not None:
+                if all(getattr(existing, f) == getattr(new, f) for f in _IDENTITY[kind]):
+                    return {"created": False, "record": existing}
+                raise errors.Conflict(
+                    f"{kind_label(kind)} {new.key!r} already exists with other settings; "
+                    "delete it first to change it"
+                )
+            if isinstance(new, Cluster):
+                if current[("Network", new.network)] is None:
+                    raise errors.Conflict(f"network {new.network!r} does not exist")
+                if new.container_manager and current[
+                        ("ContainerManagerConfig", new.container_manager)] is None:
+                    raise errors.Conflict(
+                        f"container manager {new.container_manager!r} does not exist")
+                new.hostset = []
+            snap.put(new)
+            return {"created": True, "record": new}
+
+        outcome = self.repo.change(keys, mutate)
+        record_out: Model = outcome["record"]
+        if outcome["created"]:
+            self._announce(record_out, "created")
+        shown = self.get_cluster(record_out.key) if kind == "Cluster" else record_out.to_safe_dict()
+        return {"created": outcome["created"], "record": shown}
+
+    def delete(self, kind: str, key: str) -> list[Any]:
+        if kind == "Cluster":
+            return self._delete_cluster(key)
+        if kind not in ("Network", "ContainerManagerConfig"):
+            raise errors.InvalidRequest(f"delete does not handle {kind}")
+        field = "network" if kind == "Network" else "container_manager"
+        users = [c.key for c in self.repo.list("Cluster") if getattr(c, field) == key]
+        if users:
+            raise errors.Conflict(
+                f"{kind_label(kind)} {key!r} is used by cluster(s) {', '.join(users)}")
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            record = current[(kind, key)]
+            if record is None:
+                raise errors.NotFound(f"{kind_label(kind)} {key!r} does not exist")
+            snap.delete(record)
+            return record
+
+        self._announce(self.repo.change([(kind, key, "")], mutate), "deleted")
+        return []
+
+    # -- hosts ------------------------------------------------------------
+
+    def get_host(self, address: str) -> dict[str, Any]:
+        return self.repo.require("Host", validate_address(address)).to_safe_dict()
+
+    def list_hosts(self, cluster: str = "", status: str = "", limit: int = 0,
+                   offset: int = 0) -> dict[str, Any]:
+        """Hosts filtered by cluster and status, one page of them, and the total."""
+        if cluster:
+            self.repo.require("Cluster", validate_name(cluster, "cluster"))
+        hosts = [h for h in self.repo.list("Host")
+                 if (not cluster or h.cluster == cluster) and (not status or h.status == status)]
+        page = hosts[offset:offset + limit] if limit else hosts[offset:]
+        return {"total": len(hosts), "items": [h.to_safe_dict() for h in page]}
+
+    def get_creds(self, address: str) -> dict[str, Any]:
+        creds = self.repo.require("HostCreds", validate_address(address))
+        return creds.to_dict()
+
+    def create_host(self, host: dict[str, Any], creds: dict[str, Any],
+                    cluster: str = "") -> dict[str, Any]:
+        """Create a host with its credentials, in its cluster, in one transaction."""
+        new_host = Host.from_dict(host)
+        new_creds = HostCreds.from_dict(creds)
+        new_host.validate()
+        new_creds.validate()
+        address = new_host.address
+        keys = [("Host", address, new_host.source), ("HostCreds", address, "")]
+        if cluster:
+            keys.append(("Cluster", validate_name(cluster, "cluster"), ""))
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
+            existing = current[("Host", address)]
+            group = current.get(("Cluster", cluster)) if cluster else None
+            if cluster and group is None:
+                raise errors.Conflict(f"cluster {cluster!r} does not exist")
+            if existing is not None:
+                old_creds = current[("HostCreds", address)]
+                same_key = old_creds is not None and old_creds.ssh_priv_key == new_creds.ssh_priv_key
+                if not same_key:
+                    raise errors.Conflict(f"host {address!r} already exists with other credentials")
+                if cluster and existing.cluster != cluster:
+                    raise errors.Conflict(
+                        f"host {address!r} already exists outside cluster {cluster!r}")
+                return {"created": False, "record": existing}
+            new_host.status = "investigating"
+            new_host.cluster = cluster
+            snap.put(new_host)
+            snap.put(new_creds)
+            if isinstance(group, Cluster) and address not in group.hostset:
+                group.hostset = [*group.hostset, address]
+                snap.put(group)
+            return {"created": True, "record": new_host}
+
+        outcome = self.repo.change(keys, mutate)
+        if outcome["created"]:
+            self._announce(outcome["record"], "created")
+        return {"created": outcome["created"], "record": outcome["record"].to_safe_dict()}
+
+    def update_host(self, address: str, changes: dict[str, Any],
+                    expect_status: str = "") -> dict[str, Any]:
+        """Services record what they learned (status, facts, last_check)."""
+        unknown = set(changes) - set(_HOST_STATE_FIELDS)
+        if unknown:
+            raise errors.ValidationError("cannot be changed this way", field=sorted(unknown)[0])
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Host:
+            host = current[("Host", address)]
+            if not isinstance(host, Host):
+                raise errors.NotFound(f"host {address!r} does not exist")
+            if expect_status and host.status != expect_status:
+                raise errors.Conflict(
+                    f"host {address!r} is {host.status}, not {expect_status}")
+            for name, value in changes.items():
+                setattr(host, name, value)
+            host.validate()
+            snap.put(host)
+            return host
+
+        host = self.repo.change([("Host", address, "")], mutate)
+        self._announce(host, "updated")
+        return host.to_safe_dict()
+
+    def delete_host(self, address: str) -> list[Any]:
+        """Delete a host and its credentials, and take it out of its cluster."""
+        address = validate_address(address)
+        while True:
+            host = self.repo.require("Host", address)
+            keys = [("Host", address, host.source), ("HostCreds", address, "")]
+            if host.cluster:
+                keys.append(("Cluster", host.cluster, ""))
+
+            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+                       expected: str = host.cluster) -> Model:
+                record = current[("Host", address)]
+                if record is None:
+                    raise errors.NotFound(f"host {address!r} does not exist")
+                if record.cluster != expected:
+                    raise _Stale()
+                snap.delete(record)
+                if current[("HostCreds", address)] is not None:
+                    snap.delete(current[("HostCreds", address)])  # type: ignore[arg-type]
+                group = current.get(("Cluster", expected)) if expected else None
+                if isinstance(group, Cluster) and address in group.hostset:
+                    group.hostset = [a for a in group.hostset if a != address]
+                    snap.put(group)
+                return record
+
+            try:
+                deleted = self.repo.change(keys, mutate)
+            except _Stale:
+                continue
+            self._announce(deleted, "deleted")
+            return []
+
+    # -- clusters and their members ---------------------------------------
+
+    def get_cluster(self, name: str) -> dict[str, Any]:
+        cluster = self.repo.require("Cluster", validate_name(name))
+        assert isinstance(cluster, Cluster)
+        hosts = {h.address: h.status for h in self.repo.list("Host") if h.cluster == name}
+        statuses = [hosts.get(a, "failed") for a in cluster.hostset]
+        return cluster.with_host_statuses(statuses).to_safe_dict()
+
+    def cluster_hosts(self, name: str) -> list[str]:
+        cluster = self.repo.require("Cluster", validate_name(name))
+        return list(cluster.hostset)
+
+    def _membership_change(self, name: str, addresses: list[str],
+                           decide: Callable[[Cluster, dict[str, Host]], list[str]]) -> list[str]:
+        """Set a cluster's members to decide(cluster, hosts) in one transaction."""
+        name = validate_name(name)
+        while True:
+            cluster = self.repo.require("Cluster", name)
+            assert isinstance(cluster, Cluster)
+            involved = sorted(set(addresses) | set(cluster.hostset))
+            keys = [("Cluster", name, "")] + [("Host", a, "") for a in involved]
+
+            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+                       involved: list[str] = involved) -> list[str]:
+                group = current[("Cluster", name)]
+                if not isinstance(group, Cluster):
+                    raise errors.NotFound(f"cluster {name!r} does not exist")
+                if not set(group.hostset) <= set(involved):
+                    raise _Stale()
+                hosts = {a: h for a in involved if isinstance(h := current[("Host", a)], Host)}
+                members = decide(group, hosts)
+                for address in members:
+                    host = hosts.get(address)
+                    if host is None:
+                        raise errors.NotFound(f"host {address!r} does not exist; create it first")
+                    if host.cluster and host.cluster != name:
+                        raise errors.Conflict(
+                            f"host {address!r} is already in cluster {host.cluster!r}")
+                for address, host in hosts.items():
+                    wanted = name if address in members else ""
+                    if host.cluster != wanted and (host.cluster == name or wanted):
+                        host.cluster = wanted
+                        snap.put(host)
+                if members != group.hostset:
+                    group.hostset = members
+                    snap.put(group)
+                return members
+
+            try:
+                return self.repo.change(keys, mutate)
+            except _Stale:
+                continue
+
+    def cluster_add_host(self, name: str, address: str) -> list[str]:
+        address = validate_address(address)
+        self._membership_change(
+            name, [address],
+            lambda c, h: c.hostset if address in c.hostset else [*c.hostset, address])
+        return [address]
+
+    def cluster_remove_host(self, name: str, address: str) -> list[Any]:
+        address = validate_address(address)
+        self._membership_change(name, [], lambda c, h: [a for a in c.hostset if a != address])
+        return []
+
+    def cluster_set_hosts(self, name: str, old: list[str], new: list[str]) -> list[str]:
+        """Replace the member list, only if `old` is still the current list."""
+        old = [validate_address(a, "old") for a in old]
+        new = list(dict.fromkeys(validate_address(a, "new") for a in new))
+
+        def decide(cluster: Cluster, hosts: dict[str, Host]) -> list[str]:
+            if sorted(old) != sorted(cluster.hostset):
+                raise errors.Conflict(
+                    "the cluster's host list is no longer the 'old' list given; "
+                    "GET it again and retry")
+            return new
+
+        return self._membership_change(name, new, decide)
+
+    def _delete_cluster(self, name: str) -> list[Any]:
+        name = validate_name(name)
+        while True:
+            cluster = self.repo.require("Cluster", name)
+            assert isinstance(cluster, Cluster)
+            keys = [("Cluster", name, "")] + [("Host", a, "") for a in cluster.hostset]
+            keys += [(cls.kind, name, "") for cls in OPERATIONS.values()]
+
+            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+                       members: list[str] = list(cluster.hostset)) -> Model:
+                group = current[("Cluster", name)]
+                if not isinstance(group, Cluster):
+                    raise errors.NotFound(f"cluster {name!r} does not exist")
+                if sorted(group.hostset) != sorted(members):
+                    raise _Stale()
+                for cls in OPERATIONS.values():
+                    op = current[(cls.kind, name)]
+                    if op is not None and op.status == "in_process":
+                        raise errors.Conflict(
+                            f"cluster {name!r} has a {cls.operation} in process; abort it first")
+                    if op is not None:
+                        snap.delete(op)
+                for address in members:
+                    host = current[("Host", address)]
+                    if isinstance(host, Host) and host.cluster == name:
+                        host.cluster = ""
+                        snap.put(host)
+                snap.delete(group)
+                return group
+
+            try:
+                deleted = self.repo.change(keys, mutate)
+            except _Stale:
+                continue
+            self._announce(deleted, "deleted")
+            return []
+
+    # -- rolling operations (stored here, executed by clusterexec) --------
+
+    def start_operation(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Record a new operation over the cluster's current members; 409 if one runs."""
+        cls = model_class(kind)
+        if not issubclass(cls, ClusterOperation):
+            raise errors.InvalidRequest(f"{kind} is not a cluster operation")
+        new = cls.from_dict(record)
+        name = validate_name(new.name)
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            cluster = current[("Cluster", name)]
+            if not isinstance(cluster, Cluster):
+                raise errors.NotFound(f"cluster {name!r} does not exist")
+            running = current[(kind, name)]
+            if running is not None and running.status == "in_process":
+                raise errors.Conflict(
+                    f"a {cls.operation} of cluster {name!r} is already in process")
+            now = utcnow()
+            new.status = "in_process"
+            new.started_at = now
+            new.finished_at = None
+            new.hosts = {a: {"state": "pending", "started_at": None, "finished_at": None,
+                             "reason": "", "events": [{"at": now, "event": "pending"}]}
+                         for a in cluster.hostset}
+            snap.put(new)
+            return new
+
+        started = self.repo.change([("Cluster", name, ""), (kind, name, "")], mutate)
+        self._announce(started, "created")
+        return started.to_safe_dict()
+
+    def get_operation(self, kind: str, name: str) -> dict[str, Any]:
+        self.repo.require("Cluster", validate_name(name))
+        cls = model_class(kind)
+        record = self.repo.get(kind, name)
+        if record is None:
+            raise errors.NotFound(f"cluster {name!r} has no {getattr(cls, 'operation', kind)} record")
+        return record.to_safe_dict()
+
+    def save_operation(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
+        """Clusterexec records progress here."""
+        cls = model_class(kind)
+        new = cls.from_dict(record)
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            if current[(kind, new.key)] is None:
+                raise errors.NotFound(f"no {kind} for cluster {new.key!r}")
+            snap.put(new)
+            return new
+
+        saved = self.repo.change([(kind, new.key, "")], mutate)
+        self._announce(saved, "updated")
+        return saved.to_safe_dict()
+
+    def abort_operation(self, kind: str, name: str) -> dict[str, Any]:
+        """Stop an operation: hosts not yet started are skipped; status `aborted`."""
+        name = validate_name(name)
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            op = current[(kind, name)]
+            if op is None:
+                raise errors.NotFound(f"cluster {name!r} has no such operation")
+            if op.status != "in_process":
+                raise errors.Conflict(f"the operation on {name!r} is already {op.status}")
+            now = utcnow()
+            for detail in op.hosts.values():
+                if detail["state"] == "pending":
+                    detail["state"] = "skipped"
+                    detail["events"].append({"at": now, "event": "skipped (aborted)"})
+            op.status = "aborted"
+            op.reason = "aborted by request"
+            if not any(d["state"] == "in_process" for d in op.hosts.values()):
+                op.finished_at = now
+            snap.put(op)
+            return op
+
+        aborted = self.repo.change([(kind, name, "")], mutate)
+        self._announce(aborted, "updated")
+        return aborted.to_safe_dict()
+
+
+def kind_label(kind: str) -> str:
+    return {"Cluster": "cluster", "Network": "network",
+            "ContainerManagerConfig": "container manager"}.get(kind, kind)
+
+
+__all__ = ["StorageService", "Network", "ContainerManagerConfig"]
