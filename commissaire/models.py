@@ -31,7 +31,7 @@ OS_TYPES = ("atomic", "rhel", "centos", "fedora", "debian", "ubuntu", "lab", "")
 
 def utcnow() -> str:
     """Timestamps as the seed shows them: ISO 8601, UTC, no offset suffix."""
-    return _dt.datetime.now(_dt.timezone.utc).replace(tzinfo=None).isoformat()
+    return _dt.datetime.now(_dt.UTC).replace(tzinfo=None).isoformat()
 
 
 class Model:

@@ -15,8 +15,10 @@ from typing import Any
 from kombu import Connection, Exchange, Producer, Queue
 
 from commissaire import errors
-from commissaire.bus import inproc  # noqa: F401  (registers inproc://)
-from commissaire.bus import protocol
+from commissaire.bus import (
+    inproc,  # noqa: F401  (registers inproc://)
+    protocol,
+)
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,6 @@ threads cost nothing. Registered as the `inproc://` transport.
 """
 from __future__ import annotations
 
-import socket
 import threading
 from collections import defaultdict
 from queue import Empty
@@ -65,7 +64,7 @@ class Transport(memory.Transport):
                 pass
             remaining = None if deadline is None else deadline - monotonic()
             if remaining is not None and remaining <= 0:
-                raise socket.timeout()
+                raise TimeoutError()
             with _wakeup:
                 # Sleep only if nothing was published since we looked.
                 if _generation == seen:

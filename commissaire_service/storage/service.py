@@ -365,7 +365,7 @@ class StorageService(Service):
             keys += [(cls.kind, name, "") for cls in OPERATIONS.values()]
 
             def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
-                       members: list[str] = list(cluster.hostset)) -> Model:
+                       members: tuple[str, ...] = tuple(cluster.hostset)) -> Model:
                 group = current[("Cluster", name)]
                 if not isinstance(group, Cluster):
                     raise errors.NotFound(f"cluster {name!r} does not exist")

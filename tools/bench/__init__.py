@@ -1,0 +1,1 @@
+"""Benchmarks: each reports numbers and ratios against a measured floor."""
