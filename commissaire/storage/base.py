@@ -55,5 +55,6 @@ class StoreHandler(abc.ABC):
     def ping(self) -> None:
         """Raise StoreUnavailable if the store cannot be reached."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook; most handlers hold nothing)
         """Release connections."""
+        return None

@@ -1,0 +1,205 @@
+"""The production store: etcd through its v3 JSON gateway (etcd3gw).
+
+The v2 API is gone from etcd 3.6, so only v3 is used. Payloads are built here
+rather than through etcd3gw's convenience methods: those encode text as latin-1
+and report a failed transaction by an absent field, both easy to get wrong.
+etcd3gw is used for the HTTP session, the API path and its error classes.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import threading
+from typing import Any
+from urllib.parse import urlsplit
+
+import etcd3gw
+import requests
+from etcd3gw import exceptions as etcd_exc
+
+from commissaire import errors
+from commissaire.storage.base import ABSENT, Item, StoreHandler, Txn
+
+logger = logging.getLogger(__name__)
+
+
+def _b64(data: str | bytes) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return base64.b64encode(raw).decode("ascii")
+
+
+def _unb64(data: str) -> bytes:
+    return base64.b64decode(data)
+
+
+def _range_end(prefix: bytes) -> bytes:
+    """The first key after every key starting with `prefix` (etcd's prefix range)."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\0"  # every key from `prefix` on
+    return stripped[:-1] + bytes([stripped[-1] + 1])
+
+
+def _encode_value(value: dict[str, Any]) -> str:
+    return _b64(json.dumps(value, sort_keys=True, separators=(",", ":")))
+
+
+def _check_txn(txn: Txn) -> None:
+    """Refuse a txn touching a key twice: etcd rejects it, so every handler does."""
+    keys = [key for key, _ in txn.puts] + list(txn.deletes)
+    seen: set[str] = set()
+    for key in keys:
+        if key in seen:
+            raise ValueError(f"transaction changes key {key!r} more than once")
+        seen.add(key)
+
+
+class EtcdStoreHandler(StoreHandler):
+    """JSON documents in etcd v3; revisions are etcd's mod_revision."""
+
+    short_name = "etcd"
+
+    def __init__(self, server_url: str = "http://127.0.0.1:2379", prefix: str = "/commissaire/",
+                 timeout: float = 5.0, certificate_path: str | None = None,
+                 certificate_key_path: str | None = None,
+                 certificate_ca_path: str | None = None) -> None:
+        parts = urlsplit(server_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"server_url {server_url!r} is not an http(s)://host:port URL")
+        if bool(certificate_path) != bool(certificate_key_path):
+            raise ValueError("certificate_path and certificate_key_path go together")
+        self.server_url = server_url
+        self.prefix = prefix
+        self._client_args: dict[str, Any] = {
+            "host": parts.hostname, "port": parts.port or 2379, "protocol": parts.scheme,
+            "timeout": timeout, "ca_cert": certificate_ca_path,
+            "cert_cert": certificate_path, "cert_key": certificate_key_path,
+        }
+        # requests sessions are not promised to be thread-safe: each call borrows a
+        # client (own session and connection pool) from this pool of idle ones.
+        self._idle: list[etcd3gw.Etcd3Client] = []
+        self._idle_lock = threading.Lock()
+
+    # -- transport -------------------------------------------------------
+
+    def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
+        """POST to the v3 gateway; every failure becomes a StoreUnavailable or NotFound."""
+        with self._idle_lock:
+            client = self._idle.pop() if self._idle else None
+        client = client or etcd3gw.Etcd3Client(**self._client_args)
+        ok = False
+        try:
+            result: dict[str, Any] = client.post(client.get_url(path), json=payload)
+            ok = True
+            return result
+        except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
+                requests.RequestException) as exc:
+            detail = str(exc.detail_text if isinstance(exc, etcd_exc.Etcd3Exception) else exc)
+            raise errors.StoreUnavailable(
+                f"etcd at {self.server_url} cannot be reached: {detail[:300]}") from exc
+        except etcd_exc.Etcd3Exception as exc:
+            detail = str(exc.detail_text or exc)
+            if "lease not found" in detail:
+                raise errors.NotFound(f"etcd at {self.server_url}: lease not found "
+                                      "(it expired or was revoked)") from exc
+            raise errors.StoreUnavailable(
+                f"etcd at {self.server_url} refused {path}: {detail[:300]}") from exc
+        finally:
+            if ok:
+                with self._idle_lock:
+                    self._idle.append(client)
+            else:  # a failed session may hold a broken connection
+                client.session.close()
+
+    def _full_key(self, key: str) -> bytes:
+        return (self.prefix + key).encode("utf-8")
+
+    def _item(self, kv: dict[str, Any]) -> Item:
+        full = _unb64(kv["key"]).decode("utf-8")
+        key = full[len(self.prefix):]
+        try:
+            value = json.loads(_unb64(kv.get("value", "")))
+        except ValueError:
+            raise errors.StoreUnavailable(
+                f"etcd key {full!r} at {self.server_url} does not hold a JSON document") from None
+        return Item(key, value, int(kv["mod_revision"]))
+
+    # -- StoreHandler ----------------------------------------------------
+
+    def get(self, key: str) -> Item | None:
+        result = self._post("/kv/range", {"key": _b64(self._full_key(key))})
+        kvs = result.get("kvs") or []
+        return self._item(kvs[0]) if kvs else None
+
+    def list(self, prefix: str) -> list[Item]:
+        start = self._full_key(prefix)
+        result = self._post("/kv/range", {
+            "key": _b64(start), "range_end": _b64(_range_end(start)),
+            "sort_order": "ASCEND", "sort_target": "KEY",
+        })
+        return [self._item(kv) for kv in result.get("kvs") or []]
+
+    def commit(self, txn: Txn, lease: int | None = None) -> bool:
+        """One etcd transaction: every compare on mod_revision, then every put and delete."""
+        _check_txn(txn)
+        compares = []
+        for key, rev in txn.compares:
+            if rev == ABSENT:
+                compares.append({"key": _b64(self._full_key(key)), "result": "EQUAL",
+                                 "target": "CREATE", "create_revision": 0})
+            else:
+                compares.append({"key": _b64(self._full_key(key)), "result": "EQUAL",
+                                 "target": "MOD", "mod_revision": rev})
+        success: list[dict[str, Any]] = []
+        for key, value in txn.puts:
+            put: dict[str, Any] = {"key": _b64(self._full_key(key)), "value": _encode_value(value)}
+            if lease is not None:
+                put["lease"] = lease
+            success.append({"request_put": put})
+        for key in txn.deletes:
+            success.append({"request_delete_range": {"key": _b64(self._full_key(key))}})
+        result = self._post("/kv/txn", {"compare": compares, "success": success, "failure": []})
+        # The gateway omits false booleans: no "succeeded" means the compares failed.
+        succeeded = bool(result.get("succeeded", False))
+        if not succeeded:
+            logger.debug("etcd txn on %s failed its compares", [k for k, _ in txn.compares])
+        return succeeded
+
+    def ping(self) -> None:
+        self._post("/maintenance/status", {})
+
+    def close(self) -> None:
+        """Close idle sessions (a later call opens a new one)."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for client in idle:
+            client.session.close()
+
+    # -- leases ----------------------------------------------------------
+
+    def lease_grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds (etcd may round small TTLs up); its id."""
+        result = self._post("/lease/grant", {"TTL": int(ttl), "ID": 0})
+        if result.get("error"):
+            raise errors.StoreUnavailable(f"etcd at {self.server_url} refused a lease: "
+                                          f"{result['error']}")
+        return int(result["ID"])
+
+    def lease_keepalive(self, lease_id: int) -> int:
+        """Renew a lease; its TTL. NotFound when it already expired."""
+        result = self._post("/lease/keepalive", {"ID": lease_id})
+        ttl = int((result.get("result") or {}).get("TTL", 0))
+        if ttl <= 0:
+            raise errors.NotFound(f"etcd lease {lease_id} expired or was revoked")
+        return ttl
+
+    def lease_revoke(self, lease_id: int) -> None:
+        """End a lease now, deleting its keys; a lease already gone is not an error."""
+        try:
+            self._post("/lease/revoke", {"ID": lease_id})
+        except errors.NotFound:
+            logger.debug("etcd lease %s was already gone", lease_id)
+
+
+StoreHandlerClass = EtcdStoreHandler

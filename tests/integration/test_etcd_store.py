@@ -1,0 +1,84 @@
+"""EtcdStoreHandler against a real etcd: the shared store contract, plus etcd's own."""
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import etcd3gw
+import pytest
+
+from commissaire import errors
+from commissaire.storage.base import Txn
+from commissaire.storage.etcd import EtcdStoreHandler
+from tests.support.servers import EtcdServer, free_port
+from tests.support.store_contract import StoreContract
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def handlers() -> Iterator[list[EtcdStoreHandler]]:
+    made: list[EtcdStoreHandler] = []
+    yield made
+    for handler in made:
+        handler.close()
+
+
+class TestEtcdContract(StoreContract):
+    @pytest.fixture
+    def make_store(self, etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> Any:
+        def make(prefix: str) -> EtcdStoreHandler:
+            handlers.append(EtcdStoreHandler(etcd_server.url, prefix=prefix))
+            return handlers[-1]
+        return make
+
+
+def test_values_are_json_text_under_the_prefix(etcd_server: EtcdServer,
+                                               handlers: list[EtcdStoreHandler]) -> None:
+    store = EtcdStoreHandler(etcd_server.url, prefix="/json-check/")
+    handlers.append(store)
+    assert store.commit(Txn(puts=[("hosts/10.0.0.1", {"address": "10.0.0.1", "u": "é"})]))
+    raw = etcd3gw.client(host="127.0.0.1", port=int(etcd_server.url.rsplit(":", 1)[1]))
+    ((value, meta),) = raw.get("/json-check/hosts/10.0.0.1", metadata=True)
+    assert json.loads(value) == {"address": "10.0.0.1", "u": "é"}
+    item = store.get("hosts/10.0.0.1")
+    assert item is not None and item.revision == int(meta["mod_revision"])
+
+
+def test_stopped_etcd_is_store_unavailable_naming_the_url() -> None:
+    with EtcdServer() as server:
+        store = EtcdStoreHandler(server.url, timeout=2.0)
+        assert store.commit(Txn(puts=[("a", {})]))
+        url = server.url
+    for call in (lambda: store.get("a"), lambda: store.list(""), store.ping,
+                 lambda: store.commit(Txn(puts=[("a", {})])), lambda: store.lease_grant(5)):
+        with pytest.raises(errors.StoreUnavailable, match=f"etcd at {url} cannot be reached"):
+            call()
+    store.close()
+
+
+def test_nothing_listening_is_store_unavailable() -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    with pytest.raises(errors.StoreUnavailable, match=url):
+        EtcdStoreHandler(url, timeout=1.0).ping()
+
+
+def test_silent_server_times_out_as_store_unavailable() -> None:
+    with socket.socket() as silent:  # accepts connections, never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(5)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(errors.StoreUnavailable, match=url):
+            EtcdStoreHandler(url, timeout=0.5).get("a")
+        assert time.monotonic() - started < 5
+
+
+def test_not_etcd_is_store_unavailable(redis_server: Any) -> None:
+    # Redis speaks another protocol on the port: no JSON, no HTTP.
+    url = "http://127.0.0.1:" + redis_server.url.rsplit(":", 1)[1].split("/")[0]
+    with pytest.raises(errors.StoreUnavailable, match=url):
+        EtcdStoreHandler(url, timeout=1.0).get("a")
