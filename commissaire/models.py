@@ -162,12 +162,13 @@ class Host(Model):
         "ssh_port": 22,
         "status_reason": "",
         "host_key_fingerprint": "",
+        "ssh_host_key": "",  # the host key pinned at registration (public)
         # Kept by the storage service in the same transaction as the cluster's hostset.
         "cluster": "",
     }
     read_only_fields = (
         "status", "os", "cpus", "memory", "space", "last_check",
-        "status_reason", "host_key_fingerprint",
+        "status_reason", "host_key_fingerprint", "ssh_host_key",
     )
     input_schema = _object_schema(
         {

@@ -40,7 +40,7 @@ _IDENTITY = {
 }
 _SIMPLE_KINDS = tuple(_IDENTITY)
 _HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
-                      "status_reason", "host_key_fingerprint", "ssh_port")
+                      "status_reason", "host_key_fingerprint", "ssh_host_key", "ssh_port")
 
 
 class _Stale(Exception):

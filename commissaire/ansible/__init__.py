@@ -1,0 +1,1 @@
+"""Ansible runs over SSH: the only package that imports ansible_runner."""

@@ -1,0 +1,226 @@
+"""The investigator: new host → investigating → bootstrapping → active.
+
+It hears of new hosts from storage notifications (and `investigator.investigate`
+for a re-run), pins each host's SSH key, then runs one Ansible run for every host
+that arrived together (facts, then bootstrap), so 50 hosts registered at once cost
+about one `ansible-playbook` with forks, not 50. Facts are recorded, and the host
+moved to `bootstrapping`, as soon as its facts task reports. A host whose cluster
+has a container manager is registered with it and becomes `active`; otherwise it
+is `disassociated`. Any failure leaves the host `failed` with a reason a person
+can act on.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import queue
+import threading
+from typing import Any, Protocol
+
+from commissaire import errors
+from commissaire.ansible import runner
+from commissaire.models import utcnow
+from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
+from commissaire_service.service import Service
+
+logger = logging.getLogger(__name__)
+
+
+class Bus(Protocol):
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+
+
+class InvestigatorService(Service):
+    name = "investigator"
+
+    def __init__(self, bus: Bus, batch_window: float = 0.5, max_batch: int = 200,
+                 ssh: runner.SSHSettings | None = None) -> None:
+        super().__init__()
+        self.bus = bus
+        self.batch_window = batch_window
+        self.max_batch = max_batch
+        self.ssh = ssh or runner.SSHSettings()
+        self._queue: queue.Queue[str] = queue.Queue()
+        self._stopping = threading.Event()
+        self.expose("investigate", self.investigate)
+        self._notifications = {"notify.storage.Host.created": self.on_host_created}
+        self._worker = threading.Thread(target=self._work, name="investigator", daemon=True)
+        self._worker.start()
+
+    @property
+    def routing_keys(self) -> list[str]:
+        return ["investigator.*", *self._notifications]
+
+    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        handler = self._notifications.get(method)
+        if handler is not None:
+            return handler(**params)
+        return super().dispatch(method, params, context)
+
+    def health(self) -> dict[str, Any]:
+        return {"queued": self._queue.qsize()}
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- entry points ----------------------------------------------------
+
+    def on_host_created(self, record: dict[str, Any]) -> None:
+        self._queue.put(record["address"])
+
+    def investigate(self, address: str) -> dict[str, Any]:
+        """Investigate (again) a known host: its status goes back to investigating."""
+        self.bus.call("storage.update_host", {"address": address, "changes": {
+            "status": "investigating", "status_reason": ""}})
+        self._queue.put(address)
+        return {"address": address, "queued": True}
+
+    # -- the work --------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                first = self._queue.get(timeout=1.0)
+            except queue.Empty:
+                continue
+            batch = [first]
+            # Hosts registered together are investigated together.
+            deadline_wait = self.batch_window
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._queue.get(timeout=deadline_wait))
+                except queue.Empty:
+                    break
+            try:
+                self.run_batch(list(dict.fromkeys(batch)))
+            except Exception:
+                logger.exception("investigation of %d host(s) failed unexpectedly", len(batch))
+                for address in batch:
+                    self._fail(address, "investigation failed unexpectedly; see the "
+                                        "investigator's log")
+
+    def run_batch(self, addresses: list[str]) -> None:
+        targets: list[runner.Target] = []
+        for address in addresses:
+            target = self._prepare(address)
+            if target is not None:
+                targets.append(target)
+        if not targets:
+            return
+        logger.info("investigating %d host(s)", len(targets))
+        result = runner.run_playbook("investigate.yml", targets, settings=self.ssh,
+                                     on_ok=self._on_task_ok)
+        for target in targets:
+            outcome = result.hosts[target.address]
+            if outcome.outcome != runner.OK:
+                self._fail(target.address, outcome.message)
+                continue
+            self._finish(target)
+
+    def _prepare(self, address: str) -> runner.Target | None:
+        """Everything needed to act on a host, and its host key pinned; None if failed."""
+        try:
+            host = self.bus.call("storage.get_host", {"address": address})
+            creds = self.bus.call("storage.get_creds", {"address": address})
+        except errors.NotFound:
+            return None  # deleted meanwhile
+        if host["status"] != "investigating":
+            return None
+        try:
+            key_text = base64.b64decode(creds["ssh_priv_key"], validate=True).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            key_text = ""
+        problem = check_private_key(key_text) if key_text else \
+            "the private key is not a valid SSH private key"
+        if problem:
+            self._fail(address, problem)
+            return None
+        port = int(host.get("ssh_port") or 22)
+        try:
+            offered = asyncio.run(fetch_host_key(address, port, timeout=self.ssh.connect_timeout))
+        except (TimeoutError, OSError, Exception) as exc:  # noqa: B014
+            self._fail(address, f"cannot reach {address}:{port} over SSH: "
+                                f"{exc or type(exc).__name__}")
+            return None
+        pinned = host.get("ssh_host_key") or ""
+        if pinned and pinned != offered:
+            self._fail(address, f"the SSH host key of {address} changed since it was pinned "
+                                f"({host.get('host_key_fingerprint')} → {fingerprint(offered)}); "
+                                "refusing to connect")
+            return None
+        if not pinned:
+            self.bus.call("storage.update_host", {"address": address, "changes": {
+                "ssh_host_key": offered, "host_key_fingerprint": fingerprint(offered)}})
+        return runner.Target(address=address, private_key=key_text,
+                             user=creds.get("remote_user") or "root", port=port,
+                             host_key=offered, hostvars=self._cluster_vars(address, host))
+
+    def _cluster_vars(self, address: str, host: dict[str, Any]) -> dict[str, Any]:
+        """Bootstrap variables from the host's cluster, its network and container manager."""
+        hostvars: dict[str, Any] = {"commissaire_bootstrap_ip": address,
+                                    "commissaire_cluster": host.get("cluster", "")}
+        if not host.get("cluster"):
+            return hostvars
+        cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": host["cluster"]})
+        network = self.bus.call("storage.get", {"kind": "Network", "key": cluster["network"]})
+        hostvars["commissaire_network_name"] = network["name"]
+        hostvars["commissaire_network_type"] = network["type"]
+        options = network.get("options") or {}
+        if network["type"] == "flannel_server":
+            hostvars["commissaire_flanneld_server"] = options.get("address", "")
+        else:
+            hostvars["commissaire_etcd_server_url"] = options.get("etcd_server_url", "")
+            hostvars["commissaire_flannel_key"] = options.get("flannel_key",
+                                                              "/atomic.io/network")
+        if cluster.get("container_manager"):
+            manager = self.bus.call("storage.get", {"kind": "ContainerManagerConfig",
+                                                    "key": cluster["container_manager"],
+                                                    "reveal": True})
+            manager_options = manager.get("options") or {}
+            hostvars["commissaire_container_manager"] = manager["name"]
+            hostvars["commissaire_container_manager_type"] = manager["type"]
+            hostvars["commissaire_kubernetes_api_server_url"] = (
+                manager_options.get("server_url") or manager_options.get("apiserver") or "")
+            hostvars["commissaire_kubernetes_bearer_token"] = manager_options.get("token", "")
+        return hostvars
+
+    def _on_task_ok(self, address: str, task: str, res: dict[str, Any]) -> None:
+        """Record facts the moment they arrive, and move the host to bootstrapping."""
+        facts = (res.get("ansible_facts") or {}).get("commissaire_facts")
+        if task != "Record facts" or not isinstance(facts, dict):
+            return
+        self.bus.call("storage.update_host", {"address": address, "changes": {
+            "os": facts.get("os", ""), "cpus": int(facts.get("cpus") or 0),
+            "memory": int(facts.get("memory") or 0), "space": int(facts.get("space") or 0),
+            "status": "bootstrapping", "last_check": utcnow()}})
+
+    def _finish(self, target: runner.Target) -> None:
+        manager = target.hostvars.get("commissaire_container_manager")
+        status = "disassociated"
+        reason = ""
+        if manager:
+            try:
+                self.bus.call("container.register_node", {"container_manager": manager,
+                                                          "address": target.address})
+                status = "active"
+            except errors.CommissaireError as exc:
+                self._fail(target.address, f"bootstrapped, but registering the node with "
+                                           f"container manager {manager!r} failed: "
+                                           f"{exc.description}")
+                return
+        self._update(target.address, {"status": status, "status_reason": reason,
+                                      "last_check": utcnow()})
+
+    def _fail(self, address: str, reason: str) -> None:
+        logger.warning("host %s failed: %s", address, reason)
+        self._update(address, {"status": "failed", "status_reason": reason,
+                               "last_check": utcnow()})
+
+    def _update(self, address: str, changes: dict[str, Any]) -> None:
+        try:
+            self.bus.call("storage.update_host", {"address": address, "changes": changes})
+        except errors.NotFound:
+            logger.info("host %s was deleted during its investigation", address)
