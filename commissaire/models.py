@@ -163,12 +163,13 @@ class Host(Model):
         "status_reason": "",
         "host_key_fingerprint": "",
         "ssh_host_key": "",  # the host key pinned at registration (public)
+        "bootstrapped": False,  # set once bootstrap succeeded: the watcher checks only these
         # Kept by the storage service in the same transaction as the cluster's hostset.
         "cluster": "",
     }
     read_only_fields = (
         "status", "os", "cpus", "memory", "space", "last_check",
-        "status_reason", "host_key_fingerprint", "ssh_host_key",
+        "status_reason", "host_key_fingerprint", "ssh_host_key", "bootstrapped",
     )
     input_schema = _object_schema(
         {

@@ -16,7 +16,8 @@ from typing import Any
 from commissaire.bus import BusClient, BusServer
 from commissaire.config import ConfigError, ServerConfig, build_server_parser, load_server_config
 from commissaire.secrets import generate_key_file
-from commissaire_service.placeholders import SERVICES
+from commissaire_service.builders import BUILDERS
+from commissaire_service.runner import bus_servers
 from commissaire_service.service import Service
 from commissaire_service.storage.main import build_storage_service
 
@@ -42,13 +43,13 @@ def start_services(config: ServerConfig, bus: BusClient) -> list[BusServer]:
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     services: list[Service] = [build_storage_service(storage_config(data_dir), bus)]
-    services += [cls() for cls in SERVICES.values()]
+    services += [build({}, bus) for build in BUILDERS.values()]
     servers = []
     for service in services:
-        server = BusServer(BUS_URI, config.bus_exchange, service.name, service.routing_keys,
-                           service.dispatch, threads=4 if service.name == "storage" else 1)
-        server.start()
-        servers.append(server)
+        for server in bus_servers(service, BUS_URI, config.bus_exchange,
+                                  threads=4 if service.name in ("storage", "investigator") else 1):
+            server.start()
+            servers.append(server)
     for server in servers:
         server.ready.wait(10)
     return servers

@@ -32,6 +32,17 @@ def parse_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def bus_servers(service: Service, uri: str, exchange: str, threads: int) -> list[BusServer]:
+    """The shared queue of the service, and its private queue when it has one."""
+    servers = [BusServer(uri, exchange, service.name, service.routing_keys, service.dispatch,
+                         threads=threads)]
+    if service.private_routing_keys:
+        private = f"{service.name}.{service.instance.replace(':', '-')}"
+        servers.append(BusServer(uri, exchange, private, service.private_routing_keys,
+                                 service.dispatch, threads=1, private=True))
+    return servers
+
+
 def run_service(prog: str, build: BuildService, argv: list[str] | None = None) -> int:
     args = parse_args(prog, argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -51,11 +62,17 @@ def run_service(prog: str, build: BuildService, argv: list[str] | None = None) -
         print(f"commissaire-{prog}-service: {exc}", file=sys.stderr)
         client.close()
         return 2
-    server = BusServer(uri, exchange, service.name, service.routing_keys, service.dispatch,
-                       threads=threads)
-    signal.signal(signal.SIGTERM, lambda *_: server.stop())
-    signal.signal(signal.SIGINT, lambda *_: server.stop())
-    server.start()
+    servers = bus_servers(service, uri, exchange, threads)
+    server = servers[0]
+
+    def stop(*_: Any) -> None:
+        for each in servers:
+            each.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for each in servers:
+        each.start()
     logger.info("%s service serving %s on %s", service.name, service.routing_keys,
                 client._safe_uri())
     server.wait()

@@ -33,7 +33,13 @@ class Service:
 
     @property
     def routing_keys(self) -> list[str]:
+        """Keys of the queue all copies of this service share."""
         return [f"{self.name}.*"]
+
+    @property
+    def private_routing_keys(self) -> list[str]:
+        """Keys of a queue of this copy alone (notifications every copy must see)."""
+        return []
 
     def expose(self, method: str, function: Callable[..., Any]) -> None:
         self._methods[f"{self.name}.{method}"] = function

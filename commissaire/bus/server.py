@@ -31,12 +31,14 @@ class BusServer:
     """Serves one queue: `commissaire.<queue_name>` bound to `routing_keys`."""
 
     def __init__(self, uri: str, exchange: str, queue_name: str, routing_keys: list[str],
-                 dispatch: Dispatch, threads: int = 1) -> None:
+                 dispatch: Dispatch, threads: int = 1, private: bool = False) -> None:
+        """`private`: a queue of this process alone (e.g. notifications every copy of a
+        service must see), removed when it stops; otherwise copies share the queue."""
         self.uri = uri
         self.exchange = Exchange(exchange, type="topic", durable=False)
         self.queues = [
             Queue(f"commissaire.{queue_name}", exchange=self.exchange, routing_key=key,
-                  durable=False)
+                  durable=False, auto_delete=private)
             for key in routing_keys
         ]
         self.dispatch = dispatch

@@ -74,7 +74,7 @@ class InvestigatorService(Service):
     def investigate(self, address: str) -> dict[str, Any]:
         """Investigate (again) a known host: its status goes back to investigating."""
         self.bus.call("storage.update_host", {"address": address, "changes": {
-            "status": "investigating", "status_reason": ""}})
+            "status": "investigating", "status_reason": "", "bootstrapped": False}})
         self._queue.put(address)
         return {"address": address, "queued": True}
 
@@ -212,7 +212,7 @@ class InvestigatorService(Service):
                                            f"{exc.description}")
                 return
         self._update(target.address, {"status": status, "status_reason": reason,
-                                      "last_check": utcnow()})
+                                      "bootstrapped": True, "last_check": utcnow()})
 
     def _fail(self, address: str, reason: str) -> None:
         logger.warning("host %s failed: %s", address, reason)

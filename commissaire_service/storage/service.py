@@ -40,7 +40,8 @@ _IDENTITY = {
 }
 _SIMPLE_KINDS = tuple(_IDENTITY)
 _HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
-                      "status_reason", "host_key_fingerprint", "ssh_host_key", "ssh_port")
+                      "status_reason", "host_key_fingerprint", "ssh_host_key", "ssh_port",
+                      "bootstrapped")
 
 
 class _Stale(Exception):
@@ -59,7 +60,7 @@ class StorageService(Service):
             "get_host", "list_hosts", "create_host", "delete_host", "get_creds", "update_host",
             "get_cluster", "cluster_hosts", "cluster_add_host", "cluster_remove_host",
             "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
-            "save_operation",
+            "save_operation", "record_checks",
         ):
             self.expose(method, getattr(self, method))
 
@@ -220,8 +221,22 @@ class StorageService(Service):
             self._announce(outcome["record"], "created")
         return {"created": outcome["created"], "record": outcome["record"].to_safe_dict()}
 
+    def record_checks(self, checks: list[dict[str, Any]]) -> dict[str, Any]:
+        """The watcher's results of one cycle: [{"address", "changes"}]. A check that
+        only moves last_check is not announced; a status change is."""
+        recorded, missing = 0, []
+        for check in checks:
+            changes = check["changes"]
+            quiet = set(changes) <= {"last_check"}
+            try:
+                self.update_host(check["address"], changes, announce=not quiet)
+                recorded += 1
+            except errors.NotFound:
+                missing.append(check["address"])
+        return {"recorded": recorded, "missing": missing}
+
     def update_host(self, address: str, changes: dict[str, Any],
-                    expect_status: str = "") -> dict[str, Any]:
+                    expect_status: str = "", announce: bool = True) -> dict[str, Any]:
         """Services record what they learned (status, facts, last_check)."""
         unknown = set(changes) - set(_HOST_STATE_FIELDS)
         if unknown:
@@ -241,7 +256,8 @@ class StorageService(Service):
             return host
 
         host = self.repo.change([("Host", address, "")], mutate)
-        self._announce(host, "updated")
+        if announce:
+            self._announce(host, "updated")
         return host.to_safe_dict()
 
     def delete_host(self, address: str) -> list[Any]:

@@ -1,0 +1,40 @@
+"""How each service (but storage, which needs its store) is built from its
+config file and a bus client: the one list both modes start from."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from commissaire.ansible.runner import SSHSettings
+from commissaire.bus import BusClient
+from commissaire_service.investigator.service import InvestigatorService
+from commissaire_service.placeholders import SERVICES
+from commissaire_service.service import Service
+from commissaire_service.watcher.service import WatcherService
+
+
+def _ssh(config: dict[str, Any]) -> SSHSettings:
+    return SSHSettings(kex_algorithms=config.get("ssh-kex-algorithms", ""),
+                       forks=int(config.get("forks", 50)))
+
+
+def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
+    return InvestigatorService(bus, batch_window=float(config.get("batch-window", 0.5)),
+                               ssh=_ssh(config))
+
+
+def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
+    return WatcherService(bus, interval=float(config.get("interval", 30)),
+                          concurrency=int(config.get("concurrency", 100)))
+
+
+def build_placeholder(name: str) -> Callable[[dict[str, Any], BusClient], Service]:
+    return lambda config, bus: SERVICES[name]()
+
+
+BUILDERS: dict[str, Callable[[dict[str, Any], BusClient], Service]] = {
+    "investigator": build_investigator,
+    "watcher": build_watcher,
+    "clusterexec": build_placeholder("clusterexec"),
+    "containermgr": build_placeholder("containermgr"),
+}

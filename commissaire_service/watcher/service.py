@@ -1,0 +1,221 @@
+"""The watcher: keeps every bootstrapped host's `status` and `last_check` true.
+
+Each copy lists the hosts once at start, then learns of new, changed and deleted
+hosts from storage notifications on a queue of its own (every copy must see every
+change); it never polls the store. Copies find each other by heartbeats on the
+bus and split the hosts by a stable hash of the address, so N watchers share the
+work and a dead one's hosts are taken over within a few heartbeats. A check is a
+light SSH probe (asyncssh: connect, authenticate against the pinned host key,
+read the boot id), not an Ansible run. Results go to storage in one call per
+cycle; only status changes are announced.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import threading
+import time
+from typing import Any, Protocol
+
+from commissaire import errors
+from commissaire.models import utcnow
+from commissaire.ssh import ProbeResult, ProbeTarget, probe_many
+from commissaire_service.service import Service
+
+logger = logging.getLogger(__name__)
+
+WATCHED = ("active", "disassociated", "failed")
+
+
+class Bus(Protocol):
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+
+    def notify(self, routing_key: str, params: dict[str, Any]) -> None: ...
+
+
+def _slot(address: str, peers: int) -> int:
+    digest = hashlib.sha256(address.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % peers
+
+
+class WatcherService(Service):
+    name = "watcher"
+
+    def __init__(self, bus: Bus, interval: float = 30.0, timeout: float | None = None,
+                 concurrency: int = 100, start: bool = True) -> None:
+        super().__init__()
+        self.bus = bus
+        self.interval = interval
+        self.timeout = timeout if timeout is not None else max(1.0, min(10.0, interval * 0.6))
+        self.concurrency = concurrency
+        self.hosts: dict[str, dict[str, Any]] = {}
+        self._creds: dict[str, tuple[str, str]] = {}
+        self._peers: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._loaded = threading.Event()
+        self.cycles = 0
+        self.last_cycle: dict[str, Any] = {}
+        self._notifications = {
+            "notify.storage.Host.created": self.on_host_changed,
+            "notify.storage.Host.updated": self.on_host_changed,
+            "notify.storage.Host.deleted": self.on_host_deleted,
+            "notify.watcher.heartbeat": self.on_heartbeat,
+        }
+        self.expose("check_now", self.check_now)
+        if start:
+            threading.Thread(target=self._loop, name="watcher", daemon=True).start()
+
+    @property
+    def private_routing_keys(self) -> list[str]:
+        return list(self._notifications)
+
+    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        handler = self._notifications.get(method)
+        if handler is not None:
+            return handler(**params)
+        return super().dispatch(method, params, context)
+
+    def health(self) -> dict[str, Any]:
+        with self._lock:
+            return {"hosts_known": len(self.hosts), "peers": len(self._live_peers()),
+                    "interval": self.interval, "last_cycle": self.last_cycle}
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- what the watcher knows -------------------------------------------
+
+    def load(self) -> None:
+        """Every host once, at start; afterwards notifications keep this true."""
+        page = self.bus.call("storage.list_hosts", {})
+        with self._lock:
+            for record in page["items"]:
+                self.hosts[record["address"]] = record
+        self._loaded.set()
+
+    def on_host_changed(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.hosts[record["address"]] = record
+
+    def on_host_deleted(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.hosts.pop(record["address"], None)
+            self._creds.pop(record["address"], None)
+
+    def on_heartbeat(self, instance: str, at: float) -> None:
+        with self._lock:
+            self._peers[instance] = time.monotonic()
+
+    def _live_peers(self) -> list[str]:
+        horizon = time.monotonic() - 3 * self._heartbeat_every()
+        live = {i for i, seen in self._peers.items() if seen >= horizon}
+        live.add(self.instance)
+        return sorted(live)
+
+    def _heartbeat_every(self) -> float:
+        return max(0.5, min(5.0, self.interval / 2))
+
+    def mine(self, address: str, peers: list[str]) -> bool:
+        return peers[_slot(address, len(peers))] == self.instance
+
+    # -- checking -----------------------------------------------------------
+
+    def check_now(self) -> dict[str, Any]:
+        """Run one cycle at once (operators and tests)."""
+        return self.run_cycle()
+
+    def due(self) -> list[dict[str, Any]]:
+        with self._lock:
+            peers = self._live_peers()
+            return [dict(h) for a, h in self.hosts.items()
+                    if h.get("bootstrapped") and h.get("status") in WATCHED
+                    and self.mine(a, peers)]
+
+    def run_cycle(self) -> dict[str, Any]:
+        started = time.monotonic()
+        cpu_started = time.process_time()
+        hosts = self.due()
+        targets = [t for t in (self._target(h) for h in hosts) if t is not None]
+        results = asyncio.run(probe_many(targets, self.concurrency, self.timeout)) \
+            if targets else {}
+        checks = [self._check(h, results[h["address"]]) for h in hosts
+                  if h["address"] in results]
+        if checks:
+            self.bus.call("storage.record_checks", {"checks": checks})
+        self.cycles += 1
+        summary = {"checked": len(checks),
+                   "failed": sum(1 for r in results.values() if not r.ok),
+                   "seconds": round(time.monotonic() - started, 3),
+                   "cpu_seconds": round(time.process_time() - cpu_started, 3),
+                   "at": utcnow()}
+        with self._lock:
+            self.last_cycle = summary
+        return summary
+
+    def _target(self, host: dict[str, Any]) -> ProbeTarget | None:
+        address = host["address"]
+        if address not in self._creds:
+            try:
+                creds = self.bus.call("storage.get_creds", {"address": address})
+            except errors.NotFound:
+                return None
+            key = base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace")
+            self._creds[address] = (key, creds.get("remote_user") or "root")
+        key, user = self._creds[address]
+        return ProbeTarget(address=address, private_key=key, user=user,
+                           port=int(host.get("ssh_port") or 22),
+                           host_key=host.get("ssh_host_key") or "")
+
+    def _check(self, host: dict[str, Any], result: ProbeResult) -> dict[str, Any]:
+        changes: dict[str, Any] = {"last_check": utcnow()}
+        if result.ok and host["status"] == "failed":
+            changes.update(status=self._healthy_status(host), status_reason="")
+        elif not result.ok and (host["status"] != "failed"
+                                or host.get("status_reason") != result.message):
+            changes.update(status="failed", status_reason=result.message)
+        return {"address": host["address"], "changes": changes}
+
+    def _healthy_status(self, host: dict[str, Any]) -> str:
+        """Back to what bootstrap made it: active with a container manager, else
+        disassociated."""
+        if not host.get("cluster"):
+            return "disassociated"
+        try:
+            cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": host["cluster"]})
+        except errors.NotFound:
+            return "disassociated"
+        return "active" if cluster.get("container_manager") else "disassociated"
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.load()
+                break
+            except errors.CommissaireError as exc:
+                logger.warning("cannot list hosts yet (%s); retrying", exc.description)
+                self._stopping.wait(2.0)
+        next_cycle = time.monotonic()
+        next_beat = 0.0
+        while not self._stopping.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                try:
+                    self.bus.notify("notify.watcher.heartbeat",
+                                    {"instance": self.instance, "at": time.time()})
+                except errors.CommissaireError as exc:
+                    logger.warning("heartbeat not sent: %s", exc.description)
+                next_beat = now + self._heartbeat_every()
+            if now >= next_cycle:
+                try:
+                    summary = self.run_cycle()
+                    if summary["checked"]:
+                        logger.info("checked %(checked)d host(s), %(failed)d failed, in "
+                                    "%(seconds)ss", summary)
+                except Exception:
+                    logger.exception("watcher cycle failed")
+                next_cycle = now + self.interval
+            self._stopping.wait(max(0.05, min(next_cycle, next_beat) - time.monotonic()))
