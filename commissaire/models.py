@@ -434,6 +434,17 @@ class ClusterDeploy(ClusterOperation):
     )
 
 
+class OperationLock(Model):
+    """Who runs an operation: held under a store lease, gone when its holder dies."""
+
+    kind = "OperationLock"
+    collection = "locks/cluster_ops"
+    defaults = {"name": "", "owner": "", "lease": 0, "acquired_at": None}
+
+    def validate(self) -> None:
+        return None
+
+
 class HostStatus(Model):
     """The combined status of a host and of its node in the container manager."""
 
@@ -457,7 +468,7 @@ MODELS: dict[str, type[Model]] = {
     cls.kind: cls
     for cls in (
         Host, HostCreds, Cluster, Network, ContainerManagerConfig,
-        ClusterRestart, ClusterUpgrade, ClusterDeploy,
+        ClusterRestart, ClusterUpgrade, ClusterDeploy, OperationLock,
     )
 }
 

@@ -40,11 +40,15 @@ class ProbeTarget:
 class ProbeResult:
     outcome: str
     message: str = ""
-    boot_id: str = ""
+    output: str = ""  # what the command printed (the boot id, by default)
 
     @property
     def ok(self) -> bool:
         return self.outcome == REACHABLE
+
+    @property
+    def boot_id(self) -> str:
+        return self.output
 
 
 @functools.lru_cache(maxsize=4096)
@@ -96,7 +100,7 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
             if result.exit_status != 0:
                 return ProbeResult(UNREACHABLE, f"'{command}' exited {result.exit_status} on "
                                                 f"{target.address}")
-            return ProbeResult(REACHABLE, boot_id=str(result.stdout).strip())
+            return ProbeResult(REACHABLE, output=str(result.stdout).strip())
     except asyncssh.HostKeyNotVerifiable:
         return ProbeResult(HOST_KEY_MISMATCH,
                            f"the SSH host key of {target.address} is not the one pinned at "

@@ -7,6 +7,8 @@ from typing import Any
 
 from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
+from commissaire_service.clusterexec.executor import Settings
+from commissaire_service.clusterexec.service import ClusterExecService
 from commissaire_service.investigator.service import InvestigatorService
 from commissaire_service.placeholders import SERVICES
 from commissaire_service.service import Service
@@ -28,6 +30,13 @@ def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
                           concurrency=int(config.get("concurrency", 100)))
 
 
+def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:
+    return ClusterExecService(bus, lease_ttl=int(config.get("lease-ttl", 10)),
+                              settings=Settings(
+                                  gate_timeout=float(config.get("gate-timeout", 600)),
+                                  ssh=_ssh(config)))
+
+
 def build_placeholder(name: str) -> Callable[[dict[str, Any], BusClient], Service]:
     return lambda config, bus: SERVICES[name]()
 
@@ -35,6 +44,6 @@ def build_placeholder(name: str) -> Callable[[dict[str, Any], BusClient], Servic
 BUILDERS: dict[str, Callable[[dict[str, Any], BusClient], Service]] = {
     "investigator": build_investigator,
     "watcher": build_watcher,
-    "clusterexec": build_placeholder("clusterexec"),
+    "clusterexec": build_clusterexec,
     "containermgr": build_placeholder("containermgr"),
 }

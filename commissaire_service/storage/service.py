@@ -21,9 +21,11 @@ from commissaire.models import (
     HostCreds,
     Model,
     Network,
+    OperationLock,
     model_class,
     utcnow,
 )
+from commissaire.storage.base import ABSENT, Txn
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.service import Service
 from commissaire_service.storage.repository import Repository, Snapshot
@@ -48,7 +50,37 @@ class _Stale(Exception):
     """A record read before the transaction changed shape; read again."""
 
 
-class StorageService(Service):
+class _OperationLocks:
+    """Mixin: leases that say which clusterexec copy runs which operation."""
+
+    repo: Repository
+
+    def _lock_handler(self) -> Any:
+        return self.repo.handlers.for_model("OperationLock")
+
+    def acquire_lock(self, name: str, owner: str, ttl: int = 10) -> dict[str, Any]:
+        """Take the lock `name` under a new lease, or say who holds it."""
+        handler = self._lock_handler()
+        key = f"{OperationLock.collection}/{name}"
+        lease = handler.lease_grant(ttl)
+        record = OperationLock(name=name, owner=owner, lease=lease, acquired_at=utcnow())
+        if handler.commit(Txn(compares=[(key, ABSENT)], puts=[(key, record.to_dict())]),
+                          lease=lease):
+            return {"acquired": True, "lease": lease}
+        handler.lease_revoke(lease)
+        held = handler.get(key)
+        return {"acquired": False, "held_by": held.value.get("owner") if held else ""}
+
+    def keepalive_lock(self, name: str, lease: int) -> dict[str, Any]:
+        """Renew; NotFound once the lease expired (the holder must stop)."""
+        return {"ttl": self._lock_handler().lease_keepalive(lease)}
+
+    def release_lock(self, name: str, lease: int) -> list[Any]:
+        self._lock_handler().lease_revoke(lease)
+        return []
+
+
+class StorageService(_OperationLocks, Service):
     name = "storage"
 
     def __init__(self, repository: Repository, notify: Notify | None = None) -> None:
@@ -60,7 +92,8 @@ class StorageService(Service):
             "get_host", "list_hosts", "create_host", "delete_host", "get_creds", "update_host",
             "get_cluster", "cluster_hosts", "cluster_add_host", "cluster_remove_host",
             "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
-            "save_operation", "record_checks",
+            "save_operation", "record_checks", "list_operations", "acquire_lock",
+            "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
         ):
             self.expose(method, getattr(self, method))
 
@@ -461,6 +494,67 @@ class StorageService(Service):
             return new
 
         saved = self.repo.change([(kind, new.key, "")], mutate)
+        self._announce(saved, "updated")
+        return saved.to_safe_dict()
+
+    def list_operations(self, status: str = "in_process") -> list[dict[str, Any]]:
+        """Every operation with this status, of every kind (clusterexec resumes these)."""
+        found = []
+        for cls in OPERATIONS.values():
+            for record in self.repo.list(cls.kind):
+                if not status or record.status == status:
+                    found.append({"kind": cls.kind, **record.to_safe_dict()})
+        return found
+
+    def update_operation_host(self, kind: str, name: str, address: str, lease: int,
+                              changes: dict[str, Any], event: str = "") -> dict[str, Any]:
+        """Record one host's progress, atomically with the current record (an abort
+        made meanwhile is kept), and only by the holder of the operation's lock."""
+        lock_name = f"{kind}.{name}"
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            lock = current[("OperationLock", lock_name)]
+            if lock is None or lock.lease != lease:
+                raise errors.Conflict(f"the lock on {kind} {name!r} is not held with lease {lease}")
+            op = current[(kind, name)]
+            if not isinstance(op, ClusterOperation):
+                raise errors.NotFound(f"cluster {name!r} has no {kind}")
+            detail = op.hosts.setdefault(address, {"state": "pending", "started_at": None,
+                                                   "finished_at": None, "reason": "",
+                                                   "events": []})
+            if changes.get("state") == "in_process" and op.status != "in_process":
+                raise errors.Conflict(f"the operation on {name!r} is {op.status}; "
+                                      "no new host may start")
+            detail.update(changes)
+            if event:
+                detail["events"].append({"at": utcnow(), "event": event})
+            snap.put(op)
+            return op
+
+        saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, "")], mutate)
+        self._announce(saved, "updated")
+        return saved.to_safe_dict()
+
+    def finish_operation(self, kind: str, name: str, lease: int, status: str,
+                         reason: str = "") -> dict[str, Any]:
+        """Close an operation; an abort made meanwhile stays the final status."""
+        lock_name = f"{kind}.{name}"
+
+        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+            lock = current[("OperationLock", lock_name)]
+            if lock is None or lock.lease != lease:
+                raise errors.Conflict(f"the lock on {kind} {name!r} is not held with lease {lease}")
+            op = current[(kind, name)]
+            if not isinstance(op, ClusterOperation):
+                raise errors.NotFound(f"cluster {name!r} has no {kind}")
+            if op.status == "in_process":
+                op.status = status
+                op.reason = reason
+            op.finished_at = op.finished_at or utcnow()
+            snap.put(op)
+            return op
+
+        saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, "")], mutate)
         self._announce(saved, "updated")
         return saved.to_safe_dict()
 

@@ -26,7 +26,7 @@ def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 
     async def fake_probe_many(targets, concurrency, timeout):  # type: ignore[no-untyped-def]
         probed.append([t.address for t in targets])
-        return {t.address: outcomes.get(t.address, ProbeResult(REACHABLE, boot_id="b1"))
+        return {t.address: outcomes.get(t.address, ProbeResult(REACHABLE, output="b1"))
                 for t in targets}
 
     monkeypatch.setattr(watcher_module, "probe_many", fake_probe_many)

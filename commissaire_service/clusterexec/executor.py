@@ -1,0 +1,293 @@
+"""Runs one rolling operation to its end, resuming from its stored record.
+
+The record is the truth: each host goes pending → in_process → done | failed
+(or skipped), and every step is stored before it is taken. A host is started
+only while the budget allows it (hosts in flight plus hosts already unhealthy
+never exceed max_unavailable). Actions are idempotent on the host (a marker per
+operation), so an executor that resumes after a crash never acts twice. Each
+host passes a health gate before it counts as done: reachable over SSH, a new
+boot id, the requested version for a deploy, and its node Ready when the cluster
+has a container manager (cordoned and drained before, uncordoned after).
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+import threading
+import time
+from typing import Any, Protocol
+
+from commissaire import errors
+from commissaire.ansible import runner
+from commissaire.models import OPERATIONS, utcnow
+from commissaire.ssh import ProbeTarget, probe
+from commissaire_service.clusterexec import budget
+
+logger = logging.getLogger(__name__)
+
+VERSION_COMMAND = (
+    "if [ -e /run/ostree-booted ]; then rpm-ostree status --json | python3 -c "
+    "'import json,sys; print(next(d.get(\"version\",\"\") for d in json.load(sys.stdin)"
+    "[\"deployments\"] if d.get(\"booted\")))'; else . /etc/os-release; echo \"$VERSION_ID\"; fi")
+
+
+class Bus(Protocol):
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+
+
+class LostLock(Exception):
+    """Another executor owns the operation now: stop touching it."""
+
+
+class Settings:
+    def __init__(self, gate_timeout: float = 600.0, poll: float = 0.5,
+                 ssh: runner.SSHSettings | None = None) -> None:
+        self.gate_timeout = gate_timeout
+        self.poll = poll
+        self.ssh = ssh or runner.SSHSettings()
+
+
+class Executor:
+    """One operation (kind, cluster name), run under the lease `lease`."""
+
+    def __init__(self, bus: Bus, kind: str, name: str, lease: int, settings: Settings,
+                 lost: threading.Event) -> None:
+        self.bus = bus
+        self.kind = kind
+        self.name = name
+        self.lease = lease
+        self.settings = settings
+        self.lost = lost
+        self.operation = OPERATIONS[next(k for k, c in OPERATIONS.items() if c.kind == kind)]
+        self._threads: dict[str, threading.Thread] = {}
+        self._wake = threading.Event()
+        self.max_seen_unavailable = 0
+
+    # -- store access ------------------------------------------------------
+
+    def record(self) -> dict[str, Any]:
+        return dict(self.bus.call("storage.get_operation", {"kind": self.kind, "name": self.name}))
+
+    def update(self, address: str, event: str, **changes: Any) -> dict[str, Any]:
+        if self.lost.is_set():
+            raise LostLock()
+        try:
+            return dict(self.bus.call("storage.update_operation_host", {
+                "kind": self.kind, "name": self.name, "address": address,
+                "lease": self.lease, "changes": changes, "event": event}))
+        except errors.Conflict as exc:
+            if "lock" in exc.description:
+                self.lost.set()
+                raise LostLock() from None
+            raise
+
+    def operation_id(self, op: dict[str, Any]) -> str:
+        raw = f"{self.operation.operation}-{self.name}-{op.get('started_at') or ''}"
+        return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
+
+    # -- the loop ------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        op = self.record()
+        members = list(op["hosts"])
+        allowed = budget.limit(op.get("options", {}).get("max_unavailable"), len(members))
+        tolerance = int(op.get("options", {}).get("failure_tolerance", 0))
+        logger.info("%s of %s: %d host(s), at most %d down at once", self.operation.operation,
+                    self.name, len(members), allowed)
+        while not self.lost.is_set():
+            op = self.record()
+            hosts = op["hosts"]
+            states = {a: hosts[a]["state"] for a in members}
+            failed = [a for a, s in states.items() if s == "failed"]
+            running = [a for a in members if a in self._threads and self._threads[a].is_alive()]
+            # Hosts recorded in_process but with no thread here: resumed from a crash.
+            for address in members:
+                if states[address] == "in_process" and address not in running:
+                    self._start(address, op)
+                    running.append(address)
+            stopping = op["status"] != "in_process" or len(failed) > tolerance
+            # A host whose thread started but has not stored in_process yet is not pending.
+            pending = [a for a in members if states[a] == "pending" and a not in running]
+            if stopping or not pending:
+                if not running:
+                    return self._finish(op, failed, tolerance)
+            else:
+                unhealthy = self._unhealthy_idle(members, states, running)
+                slots = budget.free_slots(allowed, len(running), len(unhealthy))
+                for address in pending[:slots]:
+                    self._start(address, op)
+                    running.append(address)
+                self.max_seen_unavailable = max(self.max_seen_unavailable,
+                                                len(running) + len(unhealthy))
+            self._wake.wait(self.settings.poll)
+            self._wake.clear()
+        raise LostLock()
+
+    def _unhealthy_idle(self, members: list[str], states: dict[str, str],
+                        running: list[str]) -> list[str]:
+        """Members down before we touched them (failed status, not being acted on)."""
+        page = self.bus.call("storage.list_hosts", {"cluster": self.name})
+        down = {h["address"] for h in page["items"] if h["status"] == "failed"}
+        return [a for a in members if a in down and a not in running
+                and states[a] not in ("done",)]
+
+    def _finish(self, op: dict[str, Any], failed: list[str], tolerance: int) -> dict[str, Any]:
+        for address, detail in op["hosts"].items():
+            if detail["state"] == "pending":
+                self.update(address, "skipped: the operation stopped", state="skipped")
+        if failed and len(failed) > tolerance:
+            status, reason = "failed", f"{len(failed)} host(s) failed: {', '.join(failed)}"
+        else:
+            status, reason = "finished", (f"{len(failed)} host(s) failed within the tolerance"
+                                          if failed else "")
+        return dict(self.bus.call("storage.finish_operation", {
+            "kind": self.kind, "name": self.name, "lease": self.lease,
+            "status": status, "reason": reason}))
+
+    def _start(self, address: str, op: dict[str, Any]) -> None:
+        thread = threading.Thread(target=self._host, args=(address, op), daemon=True,
+                                  name=f"{self.operation.operation}-{address}")
+        self._threads[address] = thread
+        thread.start()
+
+    # -- one host --------------------------------------------------------------
+
+    def _host(self, address: str, op: dict[str, Any]) -> None:
+        try:
+            self._act_on(address, op)
+        except LostLock:
+            logger.warning("lost the lock on %s of %s while on %s", self.kind, self.name, address)
+        except Exception as exc:
+            logger.exception("%s on %s failed unexpectedly", self.operation.operation, address)
+            try:
+                self.update(address, f"failed: {exc}", state="failed", finished_at=utcnow(),
+                            reason=f"unexpected error: {type(exc).__name__}")
+            except (LostLock, errors.CommissaireError):
+                pass
+        finally:
+            self._wake.set()
+
+    def _act_on(self, address: str, op: dict[str, Any]) -> None:
+        detail = op["hosts"][address]
+        target = self._target(address)
+        manager = self._manager()
+        if detail["state"] == "pending":
+            before = self._probe(target)
+            if not before.ok:
+                self.update(address, f"failed: {before.message}", state="failed",
+                            finished_at=utcnow(),
+                            reason=f"unreachable before the operation: {before.message}")
+                return
+            op = self.update(address, "started", state="in_process", started_at=utcnow(),
+                             boot_id_before=before.boot_id)
+            detail = op["hosts"][address]
+        else:
+            # Resumed: the action may have run and the host may be restarting. Wait for
+            # it; the action's on-host marker makes a second run a no-op.
+            self.update(address, "resumed by another executor")
+            problem = self._wait_reachable(target)
+            if problem:
+                self._fail(address, problem, manager)
+                return
+        boot_before = detail.get("boot_id_before", "")
+        if manager and op.get("options", {}).get("drain"):
+            self._manager_call("drain", manager, address,
+                               timeout=op["options"].get("drain_timeout", 120))
+            self.update(address, "drained")
+        elif manager:
+            self._manager_call("cordon", manager, address)
+        outcome = self._run_action(target, op)
+        if outcome.outcome != runner.OK:
+            self._fail(address, outcome.message, manager)
+            return
+        self.update(address, f"{self.operation.operation} issued")
+        problem = self._gate(target, boot_before, op, manager)
+        if problem:
+            self._fail(address, problem, manager)
+            return
+        if manager:
+            self._manager_call("uncordon", manager, address)
+        self.update(address, "healthy", state="done", finished_at=utcnow())
+
+    def _fail(self, address: str, reason: str, manager: str) -> None:
+        if manager:
+            try:
+                self._manager_call("uncordon", manager, address)
+            except errors.CommissaireError:
+                pass
+        self.update(address, f"failed: {reason}", state="failed", finished_at=utcnow(),
+                    reason=reason)
+
+    def _manager(self) -> str:
+        cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": self.name})
+        return str(cluster.get("container_manager") or "")
+
+    def _manager_call(self, method: str, manager: str, address: str, **params: Any) -> Any:
+        return self.bus.call(f"container.{method}", {"container_manager": manager,
+                                                     "address": address, **params},
+                             timeout=float(params.get("timeout", 60)) + 10)
+
+    def _target(self, address: str) -> runner.Target:
+        host = self.bus.call("storage.get_host", {"address": address})
+        creds = self.bus.call("storage.get_creds", {"address": address})
+        return runner.Target(
+            address=address,
+            private_key=base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace"),
+            user=creds.get("remote_user") or "root", port=int(host.get("ssh_port") or 22),
+            host_key=host.get("ssh_host_key") or "",
+            hostvars={"commissaire_os": host.get("os") or "debian"})
+
+    def _run_action(self, target: runner.Target, op: dict[str, Any]) -> runner.HostResult:
+        extravars = {"commissaire_operation_id": self.operation_id(op)}
+        if self.operation.operation == "deploy":
+            extravars["commissaire_deploy_version"] = op.get("version", "")
+        result = runner.run_playbook(f"{self.operation.operation}.yml", [target],
+                                     extravars=extravars, settings=self.settings.ssh)
+        return result.hosts[target.address]
+
+    def _probe(self, target: runner.Target, command: str | None = None) -> Any:
+        probe_target = ProbeTarget(target.address, target.private_key, target.user,
+                                   target.port, target.host_key)
+        if command is None:
+            return asyncio.run(probe(probe_target, timeout=10))
+        return asyncio.run(probe(probe_target, timeout=10, command=command))
+
+    def _wait_reachable(self, target: runner.Target) -> str:
+        deadline = time.monotonic() + self.settings.gate_timeout
+        result = self._probe(target)
+        while not result.ok and time.monotonic() < deadline:
+            if self.lost.is_set():
+                raise LostLock()
+            time.sleep(self.settings.poll)
+            result = self._probe(target)
+        return "" if result.ok else (f"did not come back within "
+                                     f"{self.settings.gate_timeout:g} s: {result.message}")
+
+    def _gate(self, target: runner.Target, boot_before: str, op: dict[str, Any],
+              manager: str) -> str:
+        """'' once the host is healthy again, else why not (after the gate timeout)."""
+        deadline = time.monotonic() + self.settings.gate_timeout
+        last = "it did not come back"
+        while time.monotonic() < deadline:
+            if self.lost.is_set():
+                raise LostLock()
+            result = self._probe(target)
+            if not result.ok:
+                last = result.message
+            elif boot_before and result.boot_id == boot_before:
+                last = "it has not restarted yet (same boot id)"
+            else:
+                if self.operation.operation == "deploy":
+                    version = self._probe(target, VERSION_COMMAND)
+                    if version.ok and version.output != op.get("version"):
+                        return (f"booted version {version.output!r}, not the requested "
+                                f"{op.get('version')!r}")
+                if not manager or self._manager_call("node_ready", manager, target.address):
+                    return ""
+                last = "its node is not Ready in the container manager"
+            time.sleep(self.settings.poll)
+        return f"health gate timed out after {self.settings.gate_timeout:g} s: {last}"
+

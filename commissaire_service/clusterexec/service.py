@@ -1,0 +1,124 @@
+"""The clusterexec service: runs rolling operations, exactly one copy per operation.
+
+A new operation is announced by storage (`notify.storage.Cluster<Op>.created`, on
+the queue all copies share); the copy that takes the operation's lock (a store
+lease it keeps alive) runs it. Every copy also looks, every few seconds, for
+operations in process whose lock is free — their executor died — and takes them
+over; the executor resumes from the stored per-host state.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from commissaire import errors
+from commissaire.models import OPERATIONS
+from commissaire_service.clusterexec.executor import Bus, Executor, LostLock, Settings
+from commissaire_service.service import Service
+
+logger = logging.getLogger(__name__)
+
+KINDS = [cls.kind for cls in OPERATIONS.values()]
+
+
+class ClusterExecService(Service):
+    name = "clusterexec"
+
+    def __init__(self, bus: Bus, lease_ttl: int = 10, settings: Settings | None = None,
+                 start: bool = True) -> None:
+        super().__init__()
+        self.bus = bus
+        self.lease_ttl = lease_ttl
+        self.settings = settings or Settings()
+        self._running: dict[tuple[str, str], threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._notifications = {f"notify.storage.{kind}.created": self._on_created
+                               for kind in KINDS}
+        self.expose("running", self.running)
+        if start:
+            threading.Thread(target=self._scan_loop, name="clusterexec-scan", daemon=True).start()
+
+    @property
+    def routing_keys(self) -> list[str]:
+        return ["clusterexec.*", *self._notifications]
+
+    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        handler = self._notifications.get(method)
+        if handler is not None:
+            kind = method.split(".")[2]
+            return handler(kind, **params)
+        return super().dispatch(method, params, context)
+
+    def health(self) -> dict[str, Any]:
+        return {"running": self.running()}
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return [f"{k}/{n}" for (k, n), t in self._running.items() if t.is_alive()]
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _on_created(self, kind: str, record: dict[str, Any]) -> None:
+        self.try_run(kind, record["name"])
+
+    def scan(self) -> None:
+        """Take over operations in process that nobody runs."""
+        for op in self.bus.call("storage.list_operations", {"status": "in_process"}):
+            self.try_run(op["kind"], op["name"])
+
+    def try_run(self, kind: str, name: str) -> bool:
+        key = (kind, name)
+        with self._lock:
+            if key in self._running and self._running[key].is_alive():
+                return False
+        got = self.bus.call("storage.acquire_lock", {"name": f"{kind}.{name}",
+                                                      "owner": self.instance,
+                                                      "ttl": self.lease_ttl})
+        if not got["acquired"]:
+            return False
+        thread = threading.Thread(target=self._run, args=(kind, name, got["lease"]),
+                                  name=f"op-{kind}-{name}", daemon=True)
+        with self._lock:
+            self._running[key] = thread
+        thread.start()
+        return True
+
+    def _run(self, kind: str, name: str, lease: int) -> None:
+        lost = threading.Event()
+        keeper = threading.Thread(target=self._keep_alive, args=(kind, name, lease, lost),
+                                  daemon=True)
+        keeper.start()
+        try:
+            logger.info("running %s of %s", kind, name)
+            final = Executor(self.bus, kind, name, lease, self.settings, lost).run()
+            logger.info("%s of %s ended: %s", kind, name, final.get("status"))
+        except LostLock:
+            logger.warning("%s of %s: lock lost; another copy takes over", kind, name)
+        except Exception:
+            logger.exception("%s of %s failed unexpectedly; it will be resumed", kind, name)
+        finally:
+            lost.set()
+            try:
+                self.bus.call("storage.release_lock", {"name": f"{kind}.{name}", "lease": lease})
+            except errors.CommissaireError:
+                pass
+
+    def _keep_alive(self, kind: str, name: str, lease: int, lost: threading.Event) -> None:
+        while not lost.wait(self.lease_ttl / 3):
+            try:
+                self.bus.call("storage.keepalive_lock", {"name": f"{kind}.{name}",
+                                                         "lease": lease})
+            except errors.NotFound:
+                lost.set()
+            except errors.CommissaireError as exc:
+                logger.warning("keepalive of %s/%s failed: %s", kind, name, exc.description)
+
+    def _scan_loop(self) -> None:
+        while not self._stopping.wait(max(1.0, self.lease_ttl / 2)):
+            try:
+                self.scan()
+            except errors.CommissaireError as exc:
+                logger.warning("scan for orphaned operations failed: %s", exc.description)

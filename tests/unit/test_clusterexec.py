@@ -1,0 +1,203 @@
+"""Rolling operations against a simulated fleet (Ansible and the SSH probe replaced
+by a model of hosts that reboot); the real thing runs on lab hosts in tests/lab."""
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from commissaire.ansible import runner
+from commissaire.ssh import REACHABLE, UNREACHABLE, ProbeResult
+from commissaire.storage.sqlite import SqliteStoreHandler
+from commissaire_service.clusterexec import executor as executor_module
+from commissaire_service.clusterexec.executor import Settings
+from commissaire_service.clusterexec.service import ClusterExecService
+from commissaire_service.storage.repository import Repository
+from commissaire_service.storage.service import StorageService
+from tests.unit.fakes import DirectBus, HandlerSet, ReversibleBox
+
+
+class Fleet:
+    """Hosts that go down when told to restart and come back with a new boot id."""
+
+    def __init__(self, reboot_seconds: float = 0.2) -> None:
+        self.reboot_seconds = reboot_seconds
+        self.boot = {}
+        self.down_until: dict[str, float] = {}
+        self.dead: set[str] = set()
+        self.markers: set[tuple[str, str]] = set()
+        self.actions: list[tuple[str, str]] = []
+        self.lock = threading.Lock()
+        self.max_down = 0
+
+    def add(self, address: str) -> None:
+        self.boot[address] = uuid.uuid4().hex
+
+    def is_down(self, address: str) -> bool:
+        if address in self.dead:
+            return True
+        until = self.down_until.get(address)
+        if until is None:
+            return False
+        if time.monotonic() >= until:
+            del self.down_until[address]
+            self.boot[address] = uuid.uuid4().hex
+            return False
+        return True
+
+    def run_playbook(self, playbook: str, targets: list[runner.Target], **kw: Any
+                     ) -> runner.RunResult:
+        results = {}
+        for t in targets:
+            marker = (t.address, kw["extravars"]["commissaire_operation_id"])
+            with self.lock:
+                if self.is_down(t.address):
+                    results[t.address] = runner.HostResult(runner.UNREACHABLE, "down")
+                    continue
+                if marker not in self.markers:  # the playbook's once-per-operation marker
+                    self.markers.add(marker)
+                    self.actions.append((t.address, playbook))
+                    self.down_until[t.address] = time.monotonic() + self.reboot_seconds
+                    self.max_down = max(self.max_down, len(self.down_until))
+            results[t.address] = runner.HostResult(runner.OK)
+        return runner.RunResult(results, "successful")
+
+    async def probe(self, target: Any, timeout: float = 10, command: str | None = None
+                    ) -> ProbeResult:
+        with self.lock:
+            if self.is_down(target.address):
+                return ProbeResult(UNREACHABLE, f"cannot reach {target.address}")
+            return ProbeResult(REACHABLE, output=self.boot[target.address])
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped-def]
+    bus = DirectBus()
+    store = SqliteStoreHandler(path=str(tmp_path / "db.sqlite"))
+    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
+    storage.ensure_default_network()
+    bus.services["storage"] = storage
+    fleet = Fleet()
+    monkeypatch.setattr(executor_module.runner, "run_playbook", fleet.run_playbook)
+    monkeypatch.setattr(executor_module, "probe", fleet.probe)
+    storage.create("Cluster", {"name": "c1"})
+    for i in range(1, 11):
+        address = f"127.0.3.{i}"
+        storage.create_host({"address": address}, {"address": address, "remote_user": "root",
+                                                   "ssh_priv_key": base64.b64encode(b"k").decode()},
+                            "c1")
+        storage.update_host(address, {"status": "disassociated", "bootstrapped": True,
+                                      "os": "fedora"})
+        fleet.add(address)
+    return bus, storage, fleet
+
+
+def wait_done(storage: StorageService, kind: str = "ClusterRestart", seconds: float = 30) -> dict:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        op = storage.get_operation(kind, "c1")
+        if op["status"] != "in_process" and not op["in_process"]:
+            return op
+        time.sleep(0.05)
+    raise AssertionError(f"operation still running: {op}")
+
+
+def settings() -> Settings:
+    return Settings(gate_timeout=3, poll=0.02)
+
+
+def test_restart_respects_the_budget_and_acts_once_per_host(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    bus.services["clusterexec"] = svc
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {"max_unavailable": 3}})
+    assert svc.try_run("ClusterRestart", "c1")
+    op = wait_done(storage)
+    assert op["status"] == "finished", op
+    assert sorted(op["restarted"]) == sorted(fleet.boot)
+    assert sorted(a for a, _ in fleet.actions) == sorted(fleet.boot)  # each exactly once
+    assert 1 <= fleet.max_down <= 3
+    assert all(h["events"][-1]["event"] == "healthy" for h in op["hosts"].values())
+
+
+def test_a_host_that_never_comes_back_fails_the_operation(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    fleet.reboot_seconds = 60  # never within the gate timeout
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {"max_unavailable": 1}})
+    svc.try_run("ClusterRestart", "c1")
+    op = wait_done(storage, seconds=20)
+    assert op["status"] == "failed"
+    states = [h["state"] for h in op["hosts"].values()]
+    assert states.count("failed") == 1 and states.count("skipped") == 9
+    failed = next(h for h in op["hosts"].values() if h["state"] == "failed")
+    assert "health gate timed out" in failed["reason"]
+    assert len(fleet.actions) == 1
+
+
+def test_unhealthy_hosts_count_against_the_budget(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    storage.update_host("127.0.3.10", {"status": "failed"})
+    fleet.dead.add("127.0.3.10")
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {
+        "max_unavailable": 2, "failure_tolerance": 1}})
+    svc.try_run("ClusterRestart", "c1")
+    op = wait_done(storage)
+    assert op["status"] == "finished"
+    assert fleet.max_down == 1  # one slot went to the host that was already down
+    assert op["hosts"]["127.0.3.10"]["state"] == "failed"
+
+
+def test_abort_stops_new_hosts(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    fleet.reboot_seconds = 0.5
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {"max_unavailable": 2}})
+    svc.try_run("ClusterRestart", "c1")
+    time.sleep(0.3)
+    storage.abort_operation("ClusterRestart", "c1")
+    op = wait_done(storage)
+    assert op["status"] == "aborted"
+    states = [h["state"] for h in op["hosts"].values()]
+    assert states.count("skipped") >= 6
+    assert "in_process" not in states and "pending" not in states
+    assert len(fleet.actions) == states.count("done")
+
+
+def test_a_dead_executor_is_resumed_and_no_host_is_acted_on_twice(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    fleet.reboot_seconds = 0.3
+    first = ClusterExecService(bus, lease_ttl=2, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {"max_unavailable": 3}})
+    first.try_run("ClusterRestart", "c1")
+    time.sleep(0.5)
+    # The first copy "dies": its lease is revoked and its threads see the lock lost.
+    op = storage.get_operation("ClusterRestart", "c1")
+    assert op["status"] == "in_process"
+    lock = storage.repo.get("OperationLock", "ClusterRestart.c1")
+    storage.release_lock("ClusterRestart.c1", lock.lease)
+    second = ClusterExecService(bus, lease_ttl=2, settings=settings(), start=False)
+    deadline = time.monotonic() + 10
+    while not second.try_run("ClusterRestart", "c1") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    op = wait_done(storage)
+    assert op["status"] == "finished", {a: (h["reason"], [e["event"] for e in h["events"]])
+                                        for a, h in op["hosts"].items()}
+    assert sorted(a for a, _ in fleet.actions) == sorted(fleet.boot)
+    assert fleet.max_down <= 3
+
+
+def test_second_copy_cannot_take_a_held_operation(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    fleet.reboot_seconds = 0.5
+    one = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    two = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {}})
+    assert one.try_run("ClusterRestart", "c1")
+    assert not two.try_run("ClusterRestart", "c1")
+    wait_done(storage)
