@@ -77,7 +77,7 @@ def fingerprint(public_key: str) -> str:
 async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) -> str:
     """The host's SSH host key as an OpenSSH public key line (for pinning)."""
     key = await asyncio.wait_for(
-        asyncssh.get_server_host_key(address, port, login_timeout=timeout), timeout)
+        asyncssh.get_server_host_key(address, port, config=[]), timeout)
     if key is None:
         raise ConnectionError(f"{address}:{port} offered no host key")
     return key.export_public_key("openssh").decode().strip()
@@ -86,7 +86,8 @@ async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) ->
 async def probe(target: ProbeTarget, timeout: float = 10.0,
                 command: str = BOOT_ID_COMMAND) -> ProbeResult:
     """Connect, authenticate against the pinned host key, run one command."""
-    known = ([_public_key(target.host_key)], [], []) if target.host_key else None
+    known: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = (
+        ([_public_key(target.host_key)], [], []) if target.host_key else None)
     try:
         key = _private_key(target.private_key)
     except (asyncssh.KeyImportError, ValueError):

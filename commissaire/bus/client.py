@@ -143,7 +143,7 @@ class BusClient:
             body.get("id") if isinstance(body, dict) else None
         )
         with self._pending_lock:
-            pending = self._pending.get(call_id)
+            pending = self._pending.get(str(call_id))
         if pending is None:
             logger.debug("reply %s arrived after its caller gave up", call_id)
             return

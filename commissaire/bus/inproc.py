@@ -52,13 +52,14 @@ class Transport(memory.Transport):
     driver_type = "inproc"
     driver_name = "inproc"
 
-    def drain_events(self, connection: Any, timeout: float | None = None) -> None:
+    def drain_events(self, connection: Any, timeout: float | None = None,  # type: ignore[override]
+                     **kwargs: Any) -> None:
         deadline = None if timeout is None else monotonic() + timeout
         while True:
             with _wakeup:
                 seen = _generation
             try:
-                self.cycle.get(self._deliver, timeout=timeout)
+                self.cycle.get(self._deliver, timeout=timeout)  # type: ignore[union-attr]
                 return
             except Empty:
                 pass

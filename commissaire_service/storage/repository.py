@@ -75,7 +75,7 @@ class Repository:
             raise errors.NotFound(f"{_label(kind)} {key!r} does not exist")
         return record
 
-    def list(self, kind: str) -> list[Model]:
+    def list_all(self, kind: str) -> list[Model]:
         cls = model_class(kind)
         prefix = f"{cls.collection}/"
         records: dict[str, Model] = {}

@@ -88,7 +88,7 @@ class StorageService(_OperationLocks, Service):
         self.repo = repository
         self._notify = notify or (lambda key, params: None)
         for method in (
-            "get", "list", "list_names", "create", "delete",
+            "get", "list_names", "create", "delete",
             "get_host", "list_hosts", "create_host", "delete_host", "get_creds", "update_host",
             "get_cluster", "cluster_hosts", "cluster_add_host", "cluster_remove_host",
             "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
@@ -96,6 +96,7 @@ class StorageService(_OperationLocks, Service):
             "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
         ):
             self.expose(method, getattr(self, method))
+        self.expose("list", self.list_records)
 
     def health(self) -> dict[str, Any]:
         for handler in self.repo.handlers.all():
@@ -127,13 +128,13 @@ class StorageService(_OperationLocks, Service):
         record = self.repo.require(kind, key)
         return record.to_dict() if reveal else record.to_safe_dict()
 
-    def list(self, kind: str) -> list[dict[str, Any]]:
+    def list_records(self, kind: str) -> list[dict[str, Any]]:
         if kind == "HostCreds":
             raise errors.Forbidden("credentials cannot be listed")
-        return [r.to_safe_dict() for r in self.repo.list(kind)]
+        return [r.to_safe_dict() for r in self.repo.list_all(kind)]
 
     def list_names(self, kind: str) -> list[str]:
-        return [r.key for r in self.repo.list(kind)]
+        return [r.key for r in self.repo.list_all(kind)]
 
     def create(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """Create a record; an identical one is a no-op, a different one a conflict."""
@@ -180,7 +181,7 @@ class StorageService(_OperationLocks, Service):
         if kind not in ("Network", "ContainerManagerConfig"):
             raise errors.InvalidRequest(f"delete does not handle {kind}")
         field = "network" if kind == "Network" else "container_manager"
-        users = [c.key for c in self.repo.list("Cluster") if getattr(c, field) == key]
+        users = [c.key for c in self.repo.list_all("Cluster") if getattr(c, field) == key]
         if users:
             raise errors.Conflict(
                 f"{kind_label(kind)} {key!r} is used by cluster(s) {', '.join(users)}")
@@ -205,7 +206,7 @@ class StorageService(_OperationLocks, Service):
         """Hosts filtered by cluster and status, one page of them, and the total."""
         if cluster:
             self.repo.require("Cluster", validate_name(cluster, "cluster"))
-        hosts = [h for h in self.repo.list("Host")
+        hosts = [h for h in self.repo.list_all("Host")
                  if (not cluster or h.cluster == cluster) and (not status or h.status == status)]
         page = hosts[offset:offset + limit] if limit else hosts[offset:]
         return {"total": len(hosts), "items": [h.to_safe_dict() for h in page]}
@@ -330,7 +331,7 @@ class StorageService(_OperationLocks, Service):
     def get_cluster(self, name: str) -> dict[str, Any]:
         cluster = self.repo.require("Cluster", validate_name(name))
         assert isinstance(cluster, Cluster)
-        hosts = {h.address: h.status for h in self.repo.list("Host") if h.cluster == name}
+        hosts = {h.address: h.status for h in self.repo.list_all("Host") if h.cluster == name}
         statuses = [hosts.get(a, "failed") for a in cluster.hostset]
         return cluster.with_host_statuses(statuses).to_safe_dict()
 
@@ -501,7 +502,7 @@ class StorageService(_OperationLocks, Service):
         """Every operation with this status, of every kind (clusterexec resumes these)."""
         found = []
         for cls in OPERATIONS.values():
-            for record in self.repo.list(cls.kind):
+            for record in self.repo.list_all(cls.kind):
                 if not status or record.status == status:
                     found.append({"kind": cls.kind, **record.to_safe_dict()})
         return found

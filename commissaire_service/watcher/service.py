@@ -17,6 +17,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from commissaire import errors
@@ -59,7 +60,7 @@ class WatcherService(Service):
         self._loaded = threading.Event()
         self.cycles = 0
         self.last_cycle: dict[str, Any] = {}
-        self._notifications = {
+        self._notifications: dict[str, Callable[..., None]] = {
             "notify.storage.Host.created": self.on_host_changed,
             "notify.storage.Host.updated": self.on_host_changed,
             "notify.storage.Host.deleted": self.on_host_deleted,
