@@ -9,8 +9,8 @@ from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
 from commissaire_service.clusterexec.executor import Settings
 from commissaire_service.clusterexec.service import ClusterExecService
+from commissaire_service.containermgr.service import build_service as build_containermgr
 from commissaire_service.investigator.service import InvestigatorService
-from commissaire_service.placeholders import SERVICES
 from commissaire_service.service import Service
 from commissaire_service.watcher.service import WatcherService
 
@@ -37,13 +37,9 @@ def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:
                                   ssh=_ssh(config)))
 
 
-def build_placeholder(name: str) -> Callable[[dict[str, Any], BusClient], Service]:
-    return lambda config, bus: SERVICES[name]()
-
-
 BUILDERS: dict[str, Callable[[dict[str, Any], BusClient], Service]] = {
     "investigator": build_investigator,
     "watcher": build_watcher,
     "clusterexec": build_clusterexec,
-    "containermgr": build_placeholder("containermgr"),
+    "containermgr": build_containermgr,
 }

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Exchange, Producer, Queue, binding
 
 from commissaire import errors
 from commissaire.bus import (
@@ -36,10 +36,13 @@ class BusServer:
         service must see), removed when it stops; otherwise copies share the queue."""
         self.uri = uri
         self.exchange = Exchange(exchange, type="topic", durable=False)
+        # One queue with a binding per key: one Queue object per key would make
+        # the consumer subscribe to the same queue several times, which kombu's
+        # virtual transports (memory, inproc) do not deliver to reliably.
         self.queues = [
-            Queue(f"commissaire.{queue_name}", exchange=self.exchange, routing_key=key,
-                  durable=False, auto_delete=private)
-            for key in routing_keys
+            Queue(f"commissaire.{queue_name}", exchange=self.exchange, durable=False,
+                  auto_delete=private,
+                  bindings=[binding(self.exchange, routing_key=key) for key in routing_keys])
         ]
         self.dispatch = dispatch
         self.threads = threads

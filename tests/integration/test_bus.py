@@ -169,3 +169,20 @@ def test_redis_down_is_bus_unavailable() -> None:
             bus.call("storage.ping", timeout=1)
     finally:
         bus.close()
+
+
+def test_one_queue_serves_calls_and_notifications(uri: str, exchange: str,
+                                                  client: BusClient) -> None:
+    """A service bound to several keys (its methods and a notification) gets both."""
+    service = Recorder("investigator")
+    server = serve(uri, exchange, service, ["echo.*", "notify.storage.Host.created"])
+    try:
+        client.notify("notify.storage.Host.created", {"record": {"address": "10.0.0.2"}})
+        assert client.call("echo.echo", {"b": 2}, timeout=3) == {"echo": {"b": 2},
+                                                                 "by": "investigator"}
+        deadline = time.monotonic() + 5
+        while len(service.seen) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert sorted(m for m, _ in service.seen) == ["echo.echo", "notify.storage.Host.created"]
+    finally:
+        server.stop()

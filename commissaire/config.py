@@ -1,0 +1,166 @@
+"""Configuration of the server (seed chapter 3) and of the services.
+
+The server reads a JSON file with dashed keys (`/etc/commissaire/commissaire.conf`
+when it exists, or `-c FILE`; `--no-config-file` skips it), then every flag given
+on the command line overrides the file. The all-in-one command takes the same.
+"""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import json
+import os
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+DEFAULT_CONFIG_FILE = "/etc/commissaire/commissaire.conf"
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message says which key and why."""
+
+
+@dataclass
+class ServerConfig:
+    listen_interface: str = "127.0.0.1"
+    listen_port: int = 8000
+    tls_pemfile: str | None = None
+    tls_clientverifyfile: str | None = None
+    authentication_plugins: list[dict[str, Any]] = field(default_factory=list)
+    self_auths: list[str] = field(default_factory=list)
+    bus_uri: str = "redis://127.0.0.1:6379/"
+    bus_exchange: str = "commissaire"
+    bus_timeout: float = 10.0
+    trusted_proxies: list[str] = field(default_factory=list)
+    workers: int = 2
+    threads: int = 4
+    data_dir: str = "./var/commissaire"
+    page_limit: int = 1000
+
+    def validate(self) -> None:
+        if not 0 < int(self.listen_port) < 65536:
+            raise ConfigError(f"listen-port: {self.listen_port} is not a TCP port (1-65535)")
+        for name in ("workers", "threads", "page_limit"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name.replace('_', '-')}: must be at least 1")
+        if float(self.bus_timeout) <= 0:
+            raise ConfigError("bus-timeout: must be a positive number of seconds")
+        for path_key in ("tls_pemfile", "tls_clientverifyfile"):
+            path = getattr(self, path_key)
+            if path and not os.path.isfile(path):
+                raise ConfigError(f"{path_key.replace('_', '-')}: {path} is not a readable file")
+        if self.tls_clientverifyfile and not self.tls_pemfile:
+            raise ConfigError("tls-clientverifyfile: needs tls-pemfile (client certificates "
+                              "are only verified over TLS)")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted-proxies: {proxy!r} is not an address or "
+                                  "network") from None
+        for plugin in self.authentication_plugins:
+            if not isinstance(plugin, dict) or not isinstance(plugin.get("name"), str):
+                raise ConfigError('authentication-plugins: each entry needs a "name" '
+                                  "(a module path)")
+        for path in self.self_auths:
+            if not isinstance(path, str) or not path.startswith("/"):
+                raise ConfigError(f"self-auths: {path!r} is not a URI path")
+
+
+_KEYS = {f.name.replace("_", "-"): f.name for f in fields(ServerConfig)}
+
+
+def parse_plugin_flag(value: str) -> dict[str, Any]:
+    """`module.path:key=value,key=value` (the seed's --authentication-plugin)."""
+    name, _, options = value.partition(":")
+    name = name.strip()
+    if not name:
+        raise argparse.ArgumentTypeError("needs a module name: MODULE[:key=value,...]")
+    plugin: dict[str, Any] = {"name": name}
+    for pair in filter(None, (p.strip() for p in options.split(","))):
+        key, sep, val = pair.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"{pair!r} is not key=value")
+        plugin[key.strip()] = val.strip()
+    return plugin
+
+
+def build_server_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     epilog=f"Example: {prog} -c conf/myconfig.json")
+    parser.add_argument("-c", "--config", help=f"JSON configuration file "
+                                               f"(default {DEFAULT_CONFIG_FILE} if it exists)")
+    parser.add_argument("--no-config-file", action="store_true",
+                        help="Disregard default configuration file, if it exists")
+    parser.add_argument("-i", "--listen-interface", help="Interface to listen on")
+    parser.add_argument("-p", "--listen-port", type=int, help="Port to listen on")
+    parser.add_argument("--tls-pemfile", help="Full path to the TLS PEM for the commissaire "
+                                              "server (certificate and key)")
+    parser.add_argument("--tls-clientverifyfile",
+                        help="Full path to the TLS file containing the certificate authorities "
+                             "that client certificates should be verified against")
+    parser.add_argument("--authentication-plugin", action="append", type=parse_plugin_flag,
+                        dest="authentication_plugins", metavar="MODULE_NAME:key=value,...",
+                        help="Authentication plugin module and configuration (repeatable; "
+                             "tried in order)")
+    parser.add_argument("--self-auth", action="append", dest="self_auths", metavar="PATH",
+                        help="URI paths which provide their own authentication (repeatable)")
+    parser.add_argument("--bus-exchange", help="Message bus exchange name")
+    parser.add_argument("--bus-uri", help="Message bus connection URI (kombu URL)")
+    parser.add_argument("--bus-timeout", type=float, help="Seconds to wait for a service reply")
+    parser.add_argument("--trusted-proxy", action="append", dest="trusted_proxies",
+                        metavar="ADDRESS", help="Proxy whose X-Forwarded-For is believed for "
+                                                "self-registration (repeatable)")
+    parser.add_argument("--workers", type=int, help="Server worker processes")
+    return parser
+
+
+def read_json_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration file {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"configuration file {path} is not valid JSON: line {exc.lineno}: "
+                          f"{exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a JSON object")
+    return data
+
+
+def load_server_config(args: argparse.Namespace) -> ServerConfig:
+    """The file (unless --no-config-file), then flags given on the command line."""
+    values: dict[str, Any] = {}
+    path = getattr(args, "config", None)
+    if path is None and not getattr(args, "no_config_file", False) \
+            and os.path.exists(DEFAULT_CONFIG_FILE):
+        path = DEFAULT_CONFIG_FILE
+    if path and not getattr(args, "no_config_file", False):
+        for key, value in read_json_file(path).items():
+            attr = _KEYS.get(key) or (key if key in _KEYS.values() else None)
+            if attr is None:
+                raise ConfigError(f"{path}: unknown key {key!r} (known: {', '.join(sorted(_KEYS))})")
+            values[attr] = value
+    for attr in _KEYS.values():
+        given = getattr(args, attr, None)
+        if given is not None:
+            values[attr] = given
+    try:
+        config = ServerConfig(**values)
+        config.listen_port = int(config.listen_port)
+        config.workers = int(config.workers)
+        config.bus_timeout = float(config.bus_timeout)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    config.validate()
+    return config
+
+
+def load_service_config(path: str | None, default_path: str) -> dict[str, Any]:
+    """A service's JSON config: the given file, else the default one if present, else {}."""
+    if path:
+        return read_json_file(path)
+    if os.path.exists(default_path):
+        return read_json_file(default_path)
+    return {}

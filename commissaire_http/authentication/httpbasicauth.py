@@ -1,0 +1,112 @@
+"""HTTP basic authentication against bcrypt hashes.
+
+Options: `filepath` (a JSON file `{"user": {"hash": "$2b$..."}}`, the seed's
+conf/users.json) and/or `users` (the same mapping inline). bcrypt is slow on
+purpose (~0.2 s at cost 12), so a successful check is remembered under an HMAC of
+user and password keyed by a per-process random key: the cache never holds
+anything that could be replayed or reversed, and a changed users file clears it.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import threading
+from typing import Any
+
+import bcrypt
+import falcon
+
+from commissaire import errors
+from commissaire.config import ConfigError
+from commissaire_http.authentication import Authenticator
+
+BCRYPT_MAX_BYTES = 72
+CACHE_LIMIT = 4096
+
+
+def _read_users(path: str) -> dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"httpbasicauth: cannot read users file {path}: {exc}") from None
+    return _checked(data, path)
+
+
+def _checked(users: Any, where: str) -> dict[str, Any]:
+    if not isinstance(users, dict) or not all(
+            isinstance(v, dict) and isinstance(v.get("hash"), str) for v in users.values()):
+        raise ConfigError(f'httpbasicauth: {where} must map user names to {{"hash": "..."}}')
+    return users
+
+
+class HTTPBasicAuth(Authenticator):
+    def __init__(self, filepath: str | None = None, users: dict[str, Any] | None = None) -> None:
+        if filepath is None and users is None:
+            raise ConfigError("httpbasicauth: needs filepath or users")
+        self.filepath = filepath
+        self.inline = _checked(users, "users") if users is not None else {}
+        self._file_users: dict[str, Any] = {}
+        self._file_stamp: tuple[float, int] | None = None
+        self._key = secrets.token_bytes(32)
+        self._good: set[bytes] = set()
+        self._lock = threading.Lock()
+        self._users()
+
+    def _users(self) -> dict[str, Any]:
+        """Inline users plus the file's, re-read when the file changes."""
+        if self.filepath:
+            stat = os.stat(self.filepath)
+            stamp = (stat.st_mtime, stat.st_size)
+            if stamp != self._file_stamp:
+                users = _read_users(self.filepath)
+                with self._lock:
+                    self._file_users, self._file_stamp = users, stamp
+                    self._good.clear()
+        return {**self._file_users, **self.inline}
+
+    def authenticate(self, req: falcon.Request) -> bool:
+        header = req.get_header("Authorization") or ""
+        scheme, _, encoded = header.partition(" ")
+        if scheme.lower() != "basic" or not encoded:
+            return False
+        try:
+            user, sep, password = base64.b64decode(encoded.strip(), validate=True) \
+                .decode("utf-8").partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            raise errors.ValidationError("Authorization header is not valid base64 "
+                                         "'user:password'", field="Authorization") from None
+        if not sep:
+            return False
+        secret = password.encode("utf-8")
+        if len(secret) > BCRYPT_MAX_BYTES:
+            raise errors.ValidationError(f"password longer than {BCRYPT_MAX_BYTES} bytes cannot "
+                                         "be checked (bcrypt limit)", field="Authorization")
+        try:
+            record = self._users().get(user)
+        except OSError:
+            return False
+        if record is None:
+            return False
+        token = hmac.new(self._key, user.encode() + b"\0" + secret + b"\0"
+                         + record["hash"].encode(), hashlib.sha256).digest()
+        if token in self._good:
+            return True
+        try:
+            ok = bcrypt.checkpw(secret, record["hash"].encode())
+        except ValueError:
+            return False
+        if ok:
+            with self._lock:
+                if len(self._good) >= CACHE_LIMIT:
+                    self._good.clear()
+                self._good.add(token)
+        return ok
+
+
+PluginClass = HTTPBasicAuth

@@ -1,0 +1,98 @@
+"""commissaire-server: the REST API under gunicorn.
+
+gunicorn runs the falcon app built by a factory in each worker (so every worker has
+its own bus client and reply queue). Threaded workers: each request mostly waits on
+the bus. TLS comes from --tls-pemfile (certificate and key in one PEM), client
+certificates are verified against --tls-clientverifyfile when given.
+"""
+from __future__ import annotations
+
+import logging
+import ssl
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from gunicorn.app.base import BaseApplication
+
+from commissaire.config import ConfigError, ServerConfig, build_server_parser, load_server_config
+
+
+class _Application(BaseApplication):  # type: ignore[misc]
+    def __init__(self, options: dict[str, Any], app_factory: Callable[[], Any]) -> None:
+        self.options = options
+        self.app_factory = app_factory
+        super().__init__()
+
+    def load_config(self) -> None:
+        # Options this gunicorn does not know (older releases) are dropped, not fatal.
+        for key, value in self.options.items():
+            if key in self.cfg.settings:
+                self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        return self.app_factory()
+
+
+def gunicorn_options(config: ServerConfig, workers: int, threads: int,
+                     on_ready: Callable[[], None] | None) -> dict[str, Any]:
+    host = f"[{config.listen_interface}]" if ":" in config.listen_interface \
+        else config.listen_interface
+    options: dict[str, Any] = {
+        "bind": f"{host}:{config.listen_port}",
+        "workers": workers,
+        "worker_class": "gthread",
+        "threads": threads,
+        "timeout": max(30, int(config.bus_timeout * 3)),
+        "graceful_timeout": 10,
+        "keepalive": 5,
+        "accesslog": None,
+        "errorlog": "-",
+        "loglevel": "info",
+        "proc_name": "commissaire-server",
+        "control_socket_disable": True,
+    }
+    if on_ready is not None:
+        options["when_ready"] = lambda _arbiter: on_ready()
+    if config.tls_pemfile:
+        options.update(certfile=config.tls_pemfile, keyfile=config.tls_pemfile)
+        if config.tls_clientverifyfile:
+            options.update(ca_certs=config.tls_clientverifyfile, cert_reqs=ssl.CERT_OPTIONAL)
+    return options
+
+
+def serve(config: ServerConfig, app_factory: Callable[[], Any], *, workers: int,
+          threads: int, on_ready: Callable[[], None] | None = None) -> None:
+    """Serve until SIGTERM/SIGINT."""
+    _Application(gunicorn_options(config, workers, threads, on_ready), app_factory).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_server_parser("commissaire-server", "Commissaire REST server")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_server_config(args)
+        from commissaire_http.authentication import build_auth_middleware
+        build_auth_middleware(config.authentication_plugins, config.self_auths)
+    except ConfigError as exc:
+        print(f"commissaire-server: {exc}", file=sys.stderr)
+        return 2
+    from commissaire_http.wiring import create_app_with_bus
+
+    scheme = "https" if config.tls_pemfile else "http"
+    host = f"[{config.listen_interface}]" if ":" in config.listen_interface \
+        else config.listen_interface
+
+    def on_ready() -> None:
+        print(f"Commissaire server listening on {scheme}://{host}:{config.listen_port}/api/v0",
+              flush=True)
+
+    serve(config, lambda: create_app_with_bus(config), workers=config.workers,
+          threads=config.threads, on_ready=on_ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,348 @@
+"""A small client for the part of the Kubernetes REST API Commissaire uses.
+
+Commissaire needs a handful of calls (nodes, pods on a node, evictions), so it
+speaks the REST API with `requests` rather than depending on the official
+client and its kubeconfig machinery. OpenShift serves the same core API, so
+both container manager types use this client.
+
+Options of a `kubernetes` or `openshift` ContainerManagerConfig:
+
+``server_url`` (or ``apiserver``)
+    The API server, e.g. ``https://k8s.example.com:6443``. A trailing ``/api``
+    or ``/api/v1`` (with or without a slash) is dropped; any other path prefix
+    (an API server behind a path-routing proxy) is kept.
+``token``
+    Bearer token sent as ``Authorization: Bearer <token>``. Optional. It is
+    never logged nor put in an error message.
+``certificate_authority``
+    CA bundle that signs the API server's certificate: a file path on the
+    containermgr host, or the PEM text itself. Default: the bundle `requests`
+    trusts (``REQUESTS_CA_BUNDLE`` when set, else certifi's).
+``insecure_skip_verify``
+    ``true`` to skip verification of the server's certificate (lab use only;
+    a warning is logged when the client is built). Default ``false``.
+``client_certificate`` / ``client_key``
+    Paths (on the containermgr host) of a client certificate and its key for
+    TLS client authentication. Give both, or only ``client_certificate`` when
+    the file holds the key too.
+``request_timeout``
+    Seconds allowed for each HTTP request (connect and read). Default 10.
+
+As kubectl does, ``HTTPS_PROXY``/``NO_PROXY`` from the environment apply.
+
+Non-2xx answers the callers can act on (404, 409, 405/415, 429) are raised as
+`ApiError` subclasses, which never leave the container manager package; the
+rest become `ContainerManagerError` right here, in one function.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import re
+import tempfile
+import weakref
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import requests
+import urllib3
+from requests.auth import AuthBase
+
+from commissaire import errors
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT = 10.0
+_API_SUFFIX = re.compile(r"/api(/v1)?/*$")
+_ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
+_SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)?")
+
+
+@dataclass(frozen=True)
+class KubeSettings:
+    """How to reach one API server; built from a ContainerManagerConfig's options."""
+
+    #: Scheme, host, port and any proxy path prefix; never ends in "/".
+    base_url: str
+    #: Bearer token, "" for none.
+    token: str = ""
+    #: CA file path or PEM text, "" for the system CAs.
+    certificate_authority: str = ""
+    #: Skip verification of the server's certificate.
+    insecure_skip_verify: bool = False
+    #: Client certificate path, "" for none.
+    client_certificate: str = ""
+    #: Client key path, "" when the certificate file holds it.
+    client_key: str = ""
+    #: Seconds per HTTP request.
+    request_timeout: float = DEFAULT_TIMEOUT
+
+    def __repr__(self) -> str:  # the token stays out of logs and tracebacks
+        return f"KubeSettings(base_url={self.base_url!r}, token={'***' if self.token else ''!r})"
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> KubeSettings:
+        """Check the options of a config record; ValidationError names the bad one."""
+        url = options.get("server_url") or options.get("apiserver")
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            raise errors.ValidationError(
+                "an http(s) URL of the API server is required "
+                "(options.server_url or options.apiserver)", field="options.server_url")
+        strings = {}
+        for name in ("token", "certificate_authority", "client_certificate", "client_key"):
+            value = options.get(name) or ""
+            if not isinstance(value, str):
+                raise errors.ValidationError("must be a string", field=f"options.{name}")
+            strings[name] = value
+        insecure = options.get("insecure_skip_verify", False)
+        if not isinstance(insecure, bool):
+            raise errors.ValidationError("must be true or false",
+                                         field="options.insecure_skip_verify")
+        if strings["client_key"] and not strings["client_certificate"]:
+            raise errors.ValidationError("is given without options.client_certificate",
+                                         field="options.client_key")
+        timeout = options.get("request_timeout", DEFAULT_TIMEOUT)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise errors.ValidationError("must be a positive number of seconds",
+                                         field="options.request_timeout")
+        return cls(base_url=base_url(url), insecure_skip_verify=insecure,
+                   request_timeout=float(timeout), **strings)
+
+
+def base_url(url: str) -> str:
+    """`https://h:6443/api/v1/` -> `https://h:6443`; other path prefixes are kept."""
+    return _API_SUFFIX.sub("", url.strip()).rstrip("/")
+
+
+class ApiError(Exception):
+    """A non-2xx answer a caller may handle. Internal: never crosses the bus."""
+
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(f"HTTP {code} {reason}: {message}")
+        self.code = code
+        self.reason = reason
+        self.message = message
+
+
+class ApiNotFound(ApiError):
+    """404: the object (or the resource type) does not exist."""
+
+
+class ApiConflict(ApiError):
+    """409: AlreadyExists on create, or a stale resourceVersion on update."""
+
+
+class ApiUnsupported(ApiError):
+    """405/415: this server does not take this method or patch type."""
+
+
+class ApiTooManyRequests(ApiError):
+    """429: an eviction a PodDisruptionBudget blocks (or plain throttling)."""
+
+
+_HANDLED: dict[int, type[ApiError]] = {404: ApiNotFound, 409: ApiConflict,
+                                       405: ApiUnsupported, 415: ApiUnsupported,
+                                       429: ApiTooManyRequests}
+
+
+class KubeClient:
+    """One API server, one `requests` session, a timeout on every request."""
+
+    def __init__(self, settings: KubeSettings, name: str = "") -> None:
+        self.settings = settings
+        self.name = name
+        self.base_url = settings.base_url
+        self._session = requests.Session()
+        self._session.headers["Accept"] = "application/json"
+        if settings.token:
+            # As session auth, so a ~/.netrc entry cannot replace it.
+            self._session.auth = _BearerAuth(settings.token)
+        # Passed with each request: a session-wide value loses to REQUESTS_CA_BUNDLE.
+        self._verify_with = self._verify(settings)
+        if settings.client_certificate:
+            self._check_readable(settings.client_certificate, "client_certificate")
+            if settings.client_key:
+                self._check_readable(settings.client_key, "client_key")
+                self._session.cert = (settings.client_certificate, settings.client_key)
+            else:
+                self._session.cert = settings.client_certificate
+        weakref.finalize(self, self._session.close)
+
+    def __repr__(self) -> str:
+        return f"KubeClient({self.base_url!r})"
+
+    def _verify(self, settings: KubeSettings) -> bool | str:
+        if settings.insecure_skip_verify:
+            if self.base_url.startswith("https://"):
+                logger.warning("container manager %s: TLS verification of %s is OFF "
+                               "(insecure_skip_verify)", self.name, self.base_url)
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+            return False
+        ca = settings.certificate_authority
+        if not ca:
+            return True
+        if "-----BEGIN" in ca:
+            fd, path = tempfile.mkstemp(prefix="commissaire-ca-", suffix=".pem")
+            with os.fdopen(fd, "w") as out:
+                out.write(ca)
+            weakref.finalize(self, _unlink, path)
+            return path
+        self._check_readable(ca, "certificate_authority")
+        return ca
+
+    def _check_readable(self, path: str, option: str) -> None:
+        if not os.access(path, os.R_OK):
+            raise errors.ContainerManagerError(
+                f"container manager {self.name!r}: options.{option} names {path!r}, "
+                "which this containermgr service cannot read")
+
+    # -- HTTP --------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, body: Any = None,
+                params: dict[str, str] | None = None,
+                content_type: str = "application/json") -> dict[str, Any]:
+        """Send one request; the decoded JSON answer of a 2xx, else raise."""
+        url = self.base_url + path
+        timeout = self.settings.request_timeout
+        headers = {"Content-Type": content_type} if body is not None else {}
+        try:
+            response = self._session.request(
+                method, url, json=body, params=params, headers=headers,
+                verify=self._verify_with, timeout=(min(timeout, 5.0), timeout),
+                allow_redirects=False)
+        except requests.exceptions.SSLError as exc:
+            raise errors.ContainerManagerError(
+                f"TLS with the API server at {self.base_url} failed: {_reason(exc)}") from None
+        except requests.exceptions.Timeout:
+            raise errors.ContainerManagerError(
+                f"the API server at {self.base_url} did not answer {method} {path} "
+                f"within {timeout:g} s") from None
+        except (requests.exceptions.RequestException, OSError) as exc:
+            raise errors.ContainerManagerError(
+                f"cannot reach the API server at {self.base_url}: {_reason(exc)}") from None
+        if 200 <= response.status_code < 300:
+            try:
+                answer = response.json()
+            except ValueError:
+                answer = {}
+            return answer if isinstance(answer, dict) else {}
+        raise self._error(method, path, response)
+
+    def _error(self, method: str, path: str, response: requests.Response) -> Exception:
+        """The one place an HTTP status becomes an exception."""
+        code = response.status_code
+        reason, message = _status_of(response)
+        message = self._redact(message)
+        handled = _HANDLED.get(code)
+        if handled is not None:
+            return handled(code, reason, message)
+        if code in (401, 403):
+            return errors.ContainerManagerError(
+                f"the API server at {self.base_url} refused our credentials "
+                f"(HTTP {code} {reason}: {message}); check options.token and the "
+                "client certificate of container manager "
+                f"{self.name!r}")
+        return errors.ContainerManagerError(
+            f"the API server at {self.base_url} answered {method} {path} with "
+            f"HTTP {code} {reason}: {message}")
+
+    def _redact(self, text: str) -> str:
+        token = self.settings.token
+        return text.replace(token, "******") if token else text
+
+    # -- the calls Commissaire makes ----------------------------------------
+
+    def get_node(self, name: str) -> dict[str, Any]:
+        return self.request("GET", f"/api/v1/nodes/{_seg(name)}")
+
+    def create_node(self, name: str) -> dict[str, Any]:
+        return self.request("POST", "/api/v1/nodes", body={
+            "apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
+
+    def delete_node(self, name: str) -> dict[str, Any]:
+        return self.request("DELETE", f"/api/v1/nodes/{_seg(name)}")
+
+    def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        """Strategic merge patch, as kubectl cordon sends it."""
+        return self.request("PATCH", f"/api/v1/nodes/{_seg(name)}", body=patch,
+                            content_type="application/strategic-merge-patch+json")
+
+    def replace_node(self, node: dict[str, Any]) -> dict[str, Any]:
+        """PUT; 409 (ApiConflict) when metadata.resourceVersion is stale."""
+        name = node["metadata"]["name"]
+        return self.request("PUT", f"/api/v1/nodes/{_seg(name)}", body=node)
+
+    def pods_on_node(self, node: str) -> list[dict[str, Any]]:
+        answer = self.request("GET", "/api/v1/pods",
+                              params={"fieldSelector": f"spec.nodeName={node}"})
+        return list(answer.get("items") or [])
+
+    def evict(self, namespace: str, name: str) -> dict[str, Any]:
+        """Ask for a pod's eviction (policy/v1); 429 when a disruption budget forbids it."""
+        return self.request(
+            "POST", f"/api/v1/namespaces/{_seg(namespace)}/pods/{_seg(name)}/eviction",
+            body={"apiVersion": "policy/v1", "kind": "Eviction",
+                  "metadata": {"name": name, "namespace": namespace}})
+
+    def close(self) -> None:
+        self._session.close()
+
+
+class _BearerAuth(AuthBase):
+    """`Authorization: Bearer <token>`; the token stays out of reprs."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(******)"
+
+
+def _seg(value: str) -> str:
+    """One path segment, quoted."""
+    return quote(value, safe="")
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _status_of(response: requests.Response) -> tuple[str, str]:
+    """Reason and message of a Kubernetes Status answer (or of whatever came back)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict) and body.get("kind") == "Status":
+        message = str(body.get("message") or "")
+        causes = (body.get("details") or {}).get("causes") or []
+        extra = "; ".join(str(c.get("message")) for c in causes
+                          if isinstance(c, dict) and c.get("message"))
+        if extra and extra not in message:
+            message = f"{message} ({extra})" if message else extra
+        return str(body.get("reason") or response.reason or ""), message
+    text = " ".join(response.text.split())[:200]
+    return str(response.reason or ""), text
+
+
+def _reason(exc: BaseException) -> str:
+    """A short cause of a connection failure, without urllib3's pool chatter."""
+    found = _ERRNO.findall(str(exc))
+    if found:
+        return found[-1].strip()
+    text = str(exc)
+    for marker in ("certificate verify failed", "Name or service not known",
+                   "Connection refused", "tlsv1 alert", "wrong version number"):
+        if marker.lower() in text.lower():
+            start = text.lower().index(marker.lower())
+            cause = text[start:start + 160].split("'")[0].split('"')[0]
+            return _SSL_SOURCE.sub("", cause).rstrip(" )")
+    return type(exc).__name__

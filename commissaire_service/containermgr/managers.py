@@ -1,0 +1,329 @@
+"""What Commissaire does to a host's node in its container manager.
+
+One class per behaviour: `TrivialManager` (no container manager to talk to:
+everything succeeds, nothing leaves the process) and `KubernetesManager`
+(Kubernetes and OpenShift, through `kube.KubeClient`). A node is named after
+the host's address, as the bootstrap playbook registers the kubelet.
+
+Cordon and uncordon send a strategic merge patch of `spec.unschedulable`, as
+kubectl does; a server that refuses the patch type gets a read-modify-write PUT
+instead, retried when a concurrent writer changed the node in between (409 on
+a stale resourceVersion). Drain follows `kubectl drain`: cordon, evict every
+pod on the node through the Eviction API (so PodDisruptionBudgets are obeyed)
+except mirror pods and DaemonSet pods, then wait until the evicted pods are gone.
+"""
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from commissaire import errors
+from commissaire_service.containermgr.kube import (
+    ApiConflict,
+    ApiError,
+    ApiNotFound,
+    ApiTooManyRequests,
+    ApiUnsupported,
+    KubeClient,
+    KubeSettings,
+)
+
+logger = logging.getLogger(__name__)
+
+MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+
+
+class Manager:
+    """The operations every container manager type supports."""
+
+    type_name = ""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _result(self, address: str, **fields: Any) -> dict[str, Any]:
+        return {"container_manager": self.name, "type": self.type_name, "node": address,
+                **fields}
+
+    def register_node(self, address: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def remove_node(self, address: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def node_status(self, address: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+class TrivialManager(Manager):
+    """No container manager: every call succeeds and nothing is contacted."""
+
+    type_name = "trivial"
+
+    def register_node(self, address: str) -> dict[str, Any]:
+        return self._result(address, registered=True, created=False)
+
+    def remove_node(self, address: str) -> dict[str, Any]:
+        return self._result(address, removed=False)
+
+    def node_status(self, address: str) -> dict[str, Any]:
+        return self._result(address, ready=True, status="ok", unschedulable=False,
+                            conditions=[])
+
+    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
+        return self._result(address, unschedulable=value, changed=False)
+
+    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+        return self._result(address, unschedulable=True, evicted=[], skipped=[])
+
+
+class KubernetesManager(Manager):
+    """A Kubernetes (or OpenShift) API server."""
+
+    def __init__(self, name: str, type_name: str, settings: KubeSettings, *,
+                 poll_interval: float = 1.0, conflict_retries: int = 5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(name)
+        self.type_name = type_name
+        self.client = KubeClient(settings, name)
+        self.poll_interval = poll_interval
+        self.conflict_retries = conflict_retries
+        self._sleep = sleep
+        # Flipped for good when this server refuses the patch (some proxies do).
+        self._patch_works = True
+
+    def close(self) -> None:
+        self.client.close()
+
+    @contextmanager
+    def _calling(self, what: str) -> Iterator[None]:
+        """Turn API answers nobody handled into the product's errors."""
+        try:
+            yield
+        except ApiNotFound as exc:
+            raise errors.NotFound(f"{what}: not found in container manager {self.name!r} "
+                                  f"({exc.message})") from None
+        except ApiError as exc:
+            raise errors.ContainerManagerError(
+                f"{what}: container manager {self.name!r} answered HTTP {exc.code} "
+                f"{exc.reason}: {exc.message}") from None
+
+    def _check_name(self, address: str) -> None:
+        try:
+            if ipaddress.ip_address(address).version == 6:
+                raise errors.ValidationError(
+                    "an IPv6 address cannot be a Kubernetes node name", field="address")
+        except ValueError:
+            pass
+
+    # -- nodes ---------------------------------------------------------------
+
+    def register_node(self, address: str) -> dict[str, Any]:
+        """Create the Node; one that already exists is success."""
+        self._check_name(address)
+        with self._calling(f"registering node {address}"):
+            try:
+                self.client.create_node(address)
+            except ApiConflict:
+                logger.info("node %s already exists in %s", address, self.name)
+                return self._result(address, registered=True, created=False)
+        logger.info("registered node %s with container manager %s", address, self.name)
+        return self._result(address, registered=True, created=True)
+
+    def remove_node(self, address: str) -> dict[str, Any]:
+        """Delete the Node; one that is already gone is success."""
+        self._check_name(address)
+        with self._calling(f"removing node {address}"):
+            try:
+                self.client.delete_node(address)
+            except ApiNotFound:
+                return self._result(address, removed=False)
+        logger.info("removed node %s from container manager %s", address, self.name)
+        return self._result(address, removed=True)
+
+    def node_status(self, address: str) -> dict[str, Any]:
+        """Ready/NotReady/Unknown from the Ready condition; "absent" for no Node."""
+        self._check_name(address)
+        with self._calling(f"reading node {address}"):
+            try:
+                node = self.client.get_node(address)
+            except ApiNotFound:
+                return self._result(address, ready=False, status="absent",
+                                    unschedulable=False, conditions=[])
+        conditions = [
+            {"type": c.get("type", ""), "status": c.get("status", ""),
+             "reason": c.get("reason", ""), "message": c.get("message", ""),
+             "last_transition_time": c.get("lastTransitionTime")}
+            for c in (node.get("status") or {}).get("conditions") or []
+            if isinstance(c, dict)
+        ]
+        ready = next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown")
+        status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
+        return self._result(address, ready=status == "Ready", status=status,
+                            unschedulable=_unschedulable(node), conditions=conditions)
+
+    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
+        """Cordon (True) or uncordon (False); NotFound when there is no Node."""
+        self._check_name(address)
+        verb = "cordoning" if value else "uncordoning"
+        with self._calling(f"{verb} node {address}"):
+            node = self.client.get_node(address)
+            if _unschedulable(node) == value:
+                return self._result(address, unschedulable=value, changed=False)
+            if self._patch_works:
+                try:
+                    # null removes the field, as kubectl uncordon leaves it.
+                    self.client.patch_node(address, {"spec": {"unschedulable": value or None}})
+                except ApiUnsupported as exc:
+                    logger.warning("container manager %s refuses a strategic merge patch "
+                                   "(%s); using read-modify-write PUT", self.name, exc.message)
+                    self._patch_works = False
+                else:
+                    logger.info("%s node %s in %s", verb, address, self.name)
+                    return self._result(address, unschedulable=value, changed=True)
+            changed = self._put_unschedulable(address, value, node)
+        logger.info("%s node %s in %s", verb, address, self.name)
+        return self._result(address, unschedulable=value, changed=changed)
+
+    def _put_unschedulable(self, address: str, value: bool, node: dict[str, Any]) -> bool:
+        """Read-modify-write with the node's resourceVersion; retry when it went stale."""
+        for attempt in range(1, self.conflict_retries + 1):
+            if _unschedulable(node) == value:
+                return False
+            spec = node.setdefault("spec", {})
+            if value:
+                spec["unschedulable"] = True
+            else:
+                spec.pop("unschedulable", None)
+            try:
+                self.client.replace_node(node)
+                return True
+            except ApiConflict:
+                logger.info("node %s changed while we updated it (attempt %d); reading it "
+                            "again", address, attempt)
+                node = self.client.get_node(address)
+        raise errors.ContainerManagerError(
+            f"node {address} in container manager {self.name!r} kept changing under us; "
+            f"gave up after {self.conflict_retries} conflicting updates")
+
+    # -- drain -----------------------------------------------------------------
+
+    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+        """Cordon, evict the node's pods within `timeout` seconds, wait until gone."""
+        deadline = time.monotonic() + timeout
+        self.set_unschedulable(address, True)
+        with self._calling(f"draining node {address}"):
+            to_evict: dict[str, dict[str, Any]] = {}
+            skipped: list[str] = []
+            terminating: dict[str, str] = {}
+            for pod in self.client.pods_on_node(address):
+                key, why = _pod_key(pod), _skip_reason(pod)
+                if why:
+                    skipped.append(f"{key} ({why})")
+                elif (pod.get("metadata") or {}).get("deletionTimestamp"):
+                    terminating[key] = _uid(pod)
+                else:
+                    to_evict[key] = pod
+            evicted = self._evict_all(address, to_evict, deadline, timeout)
+            waiting = {**terminating, **{k: _uid(to_evict[k]) for k in evicted}}
+            self._wait_gone(address, waiting, deadline, timeout)
+        logger.info("drained node %s in %s: %d pod(s) evicted", address, self.name,
+                    len(evicted))
+        return self._result(address, unschedulable=True, evicted=sorted(evicted),
+                            skipped=sorted(skipped))
+
+    def _evict_all(self, address: str, pods: dict[str, dict[str, Any]], deadline: float,
+                   timeout: float) -> list[str]:
+        """Evict each pod, retrying the ones a disruption budget blocks until the deadline."""
+        remaining = dict(pods)
+        evicted: list[str] = []
+        while True:
+            blocked: dict[str, str] = {}
+            for key in list(remaining):
+                namespace, name = key.split("/", 1)
+                try:
+                    self.client.evict(namespace, name)
+                    evicted.append(key)
+                except ApiNotFound:
+                    pass  # gone already
+                except ApiTooManyRequests as exc:
+                    blocked[key] = exc.message
+                    continue
+                del remaining[key]
+            if not remaining:
+                return evicted
+            left = deadline - time.monotonic()
+            if left <= 0:
+                names = ", ".join(sorted(blocked))
+                raise errors.ContainerManagerError(
+                    f"draining node {address} timed out after {timeout:g} s: a "
+                    f"PodDisruptionBudget blocks the eviction of pod {names} "
+                    f"({blocked[min(blocked)]}); the node stays cordoned",
+                    blocking_pods=sorted(blocked))
+            self._sleep(min(self.poll_interval, left))
+
+    def _wait_gone(self, address: str, pods: dict[str, str], deadline: float,
+                   timeout: float) -> None:
+        """Poll the node's pods until none of `pods` (key -> uid) remains."""
+        while pods:
+            present = {_pod_key(p): _uid(p) for p in self.client.pods_on_node(address)}
+            pods = {k: uid for k, uid in pods.items() if present.get(k) == uid}
+            if not pods:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise errors.ContainerManagerError(
+                    f"draining node {address} timed out after {timeout:g} s: pod(s) "
+                    f"{', '.join(sorted(pods))} were evicted but are still terminating; "
+                    "the node stays cordoned", terminating_pods=sorted(pods))
+            self._sleep(min(self.poll_interval, left))
+
+
+def _unschedulable(node: dict[str, Any]) -> bool:
+    return bool((node.get("spec") or {}).get("unschedulable"))
+
+
+def _pod_key(pod: dict[str, Any]) -> str:
+    meta = pod.get("metadata") or {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+def _uid(pod: dict[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("uid", ""))
+
+
+def _skip_reason(pod: dict[str, Any]) -> str:
+    """Why drain leaves this pod alone, or ""."""
+    meta = pod.get("metadata") or {}
+    if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+        return "mirror pod"
+    for owner in meta.get("ownerReferences") or []:
+        if owner.get("kind") == "DaemonSet" and owner.get("controller"):
+            return "DaemonSet"
+    return ""
+
+
+def build_manager(name: str, type_name: str, options: dict[str, Any], *,
+                  poll_interval: float = 1.0) -> Manager:
+    """The manager for one ContainerManagerConfig record."""
+    if type_name == "trivial":
+        return TrivialManager(name)
+    if type_name in ("kubernetes", "openshift"):
+        return KubernetesManager(name, type_name, KubeSettings.from_options(options),
+                                 poll_interval=poll_interval)
+    raise errors.ContainerManagerError(
+        f"container manager {name!r} has type {type_name!r}, which this service does not "
+        "support (kubernetes, openshift, trivial)")

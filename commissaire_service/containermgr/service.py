@@ -1,0 +1,128 @@
+"""The container manager service: `container.<method>` on the bus.
+
+Every call names a container manager record and a host address. The record is
+read from the storage service on each call (so a changed or deleted record
+takes effect at once); the client built from it is kept per (name, hash of the
+record), so connections are reused until the record changes. The work itself
+is in `managers` (what to do to a node) and `kube` (the REST API).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+from typing import Any, Protocol
+
+from commissaire import errors
+from commissaire.validation import validate_address, validate_name
+from commissaire_service.containermgr.managers import Manager, build_manager
+from commissaire_service.service import Service
+
+logger = logging.getLogger(__name__)
+
+
+class BusLike(Protocol):
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+
+
+class ContainerManagerService(Service):
+    # DESIGN: container-manager calls are routed as container.<method>.
+    name = "container"
+
+    def __init__(self, bus: BusLike | None = None, *, poll_interval: float = 1.0) -> None:
+        """`poll_interval`: seconds between checks while a drain waits on pods."""
+        super().__init__()
+        self.bus = bus
+        self.poll_interval = poll_interval
+        self._managers: dict[str, tuple[str, Manager]] = {}
+        self._lock = threading.Lock()
+        self.expose("register_node", self.register_node)
+        self.expose("remove_node", self.remove_node)
+        self.expose("get_node_status", self.get_node_status)
+        self.expose("node_ready", self.node_ready)
+        self.expose("cordon", self.cordon)
+        self.expose("uncordon", self.uncordon)
+        self.expose("drain", self.drain)
+
+    def health(self) -> dict[str, Any]:
+        facts: dict[str, Any] = {"service_process": "containermgr",
+                                 "clients": len(self._managers)}
+        if self.bus is None:
+            facts["problem"] = "built without a bus client: cannot read container managers"
+        return facts
+
+    def stop(self) -> None:
+        with self._lock:
+            for _, manager in self._managers.values():
+                manager.close()
+            self._managers.clear()
+
+    # -- exposed methods ---------------------------------------------------
+
+    def register_node(self, container_manager: str, address: str) -> dict[str, Any]:
+        """Register the host's node; an existing node is success."""
+        return self._manager(container_manager).register_node(validate_address(address))
+
+    def remove_node(self, container_manager: str, address: str) -> dict[str, Any]:
+        """Remove the host's node; a missing node is success."""
+        return self._manager(container_manager).remove_node(validate_address(address))
+
+    def get_node_status(self, container_manager: str, address: str) -> dict[str, Any]:
+        """Readiness, schedulability and conditions; status "absent" when no node."""
+        return self._manager(container_manager).node_status(validate_address(address))
+
+    def node_ready(self, container_manager: str, address: str) -> bool:
+        """True only when the node exists and its Ready condition is True."""
+        return bool(self.get_node_status(container_manager, address)["ready"])
+
+    def cordon(self, container_manager: str, address: str) -> dict[str, Any]:
+        """Mark the node unschedulable; NotFound when there is no node."""
+        return self._manager(container_manager).set_unschedulable(
+            validate_address(address), True)
+
+    def uncordon(self, container_manager: str, address: str) -> dict[str, Any]:
+        """Mark the node schedulable again; NotFound when there is no node."""
+        return self._manager(container_manager).set_unschedulable(
+            validate_address(address), False)
+
+    def drain(self, container_manager: str, address: str,
+              timeout: float = 60) -> dict[str, Any]:
+        """Cordon, then evict the node's pods and wait they are gone, within `timeout` s."""
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise errors.ValidationError("must be a positive number of seconds", field="timeout")
+        return self._manager(container_manager).drain(validate_address(address),
+                                                      float(timeout))
+
+    # -- clients per record --------------------------------------------------
+
+    def _manager(self, container_manager: str) -> Manager:
+        name = validate_name(container_manager, field="container_manager")
+        if self.bus is None:
+            raise errors.ContainerManagerError(
+                "this container manager service was built without a bus client, so it "
+                "cannot read container manager records")
+        record = self.bus.call("storage.get", {"kind": "ContainerManagerConfig", "key": name,
+                                               "reveal": True})
+        type_name = str(record.get("type") or "")
+        options = dict(record.get("options") or {})
+        digest = hashlib.sha256(json.dumps([type_name, options], sort_keys=True,
+                                           default=str).encode()).hexdigest()
+        with self._lock:
+            cached = self._managers.get(name)
+            if cached is not None and cached[0] == digest:
+                return cached[1]
+            manager = build_manager(name, type_name, options, poll_interval=self.poll_interval)
+            # The replaced client may still serve a call in flight; its session
+            # and temporary files go when the last reference does.
+            self._managers[name] = (digest, manager)
+        if cached is not None:
+            logger.info("container manager %s changed; using a new client", name)
+        return manager
+
+
+def build_service(config: dict[str, Any], bus: BusLike) -> ContainerManagerService:
+    """From the service's config file: `drain-poll-interval` (seconds, default 1)."""
+    return ContainerManagerService(bus, poll_interval=float(config.get("drain-poll-interval",
+                                                                       1.0)))

@@ -1,0 +1,1 @@
+"""Tests of the container manager service against the Kubernetes stand-in."""

@@ -1,0 +1,42 @@
+"""Test doubles of the container manager tests: a bus that only answers storage.get."""
+from __future__ import annotations
+
+import copy
+import socket
+from typing import Any
+
+from commissaire import errors
+
+#: The token the stand-in requires in these tests.
+TOKEN = "s3cret-standin-token-5f2b"
+
+
+class FakeBus:
+    """Answers `storage.get` of ContainerManagerConfig records from a dict."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, dict[str, Any]] = {}
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def add(self, name: str, type_name: str, **options: Any) -> str:
+        self.records[name] = {"name": name, "type": type_name, "options": options}
+        return name
+
+    def call(self, method: str, params: dict[str, Any] | None = None,
+             timeout: float | None = None, request_id: str | None = None) -> Any:
+        params = params or {}
+        self.calls.append((method, params))
+        if method != "storage.get" or params.get("kind") != "ContainerManagerConfig":
+            raise errors.MethodNotFound(f"the fake bus does not answer {method}")
+        assert params.get("reveal") is True, "the token is only in the revealed record"
+        record = self.records.get(params["key"])
+        if record is None:
+            raise errors.NotFound(f"container manager {params['key']!r} does not exist")
+        return copy.deepcopy(record)
+
+
+def closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
