@@ -14,6 +14,8 @@ from collections.abc import Iterable
 
 import asyncssh
 
+from commissaire import reach
+
 logger = logging.getLogger(__name__)
 
 REACHABLE = "ok"
@@ -76,6 +78,9 @@ def fingerprint(public_key: str) -> str:
 
 async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) -> str:
     """The host's SSH host key as an OpenSSH public key line (for pinning)."""
+    refused = reach.refusal(address)
+    if refused:
+        raise ConnectionRefusedError(refused)
     key = await asyncio.wait_for(
         asyncssh.get_server_host_key(address, port, config=[]), timeout)
     if key is None:
@@ -86,6 +91,9 @@ async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) ->
 async def probe(target: ProbeTarget, timeout: float = 10.0,
                 command: str = BOOT_ID_COMMAND) -> ProbeResult:
     """Connect, authenticate against the pinned host key, run one command."""
+    refused = reach.refusal(target.address)
+    if refused:
+        return ProbeResult(UNREACHABLE, refused)
     known: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = (
         ([_public_key(target.host_key)], [], []) if target.host_key else None)
     try:

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from commissaire.bus import BusClient, BusServer
-from commissaire.config import ConfigError, ServerConfig, build_server_parser, load_server_config
+from commissaire.config import (
+    ConfigError,
+    ServerConfig,
+    build_server_parser,
+    load_server_config,
+    read_json_file,
+)
 from commissaire.secrets import generate_key_file
 from commissaire_service.builders import BUILDERS
 from commissaire_service.runner import bus_servers
@@ -37,13 +43,15 @@ def storage_config(data_dir: Path) -> dict[str, Any]:
     }
 
 
-def start_services(config: ServerConfig, bus: BusClient) -> list[BusServer]:
+def start_services(config: ServerConfig, bus: BusClient,
+                   services_config: dict[str, dict[str, Any]] | None = None) -> list[BusServer]:
     """Start every service on the in-process bus; return their servers."""
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
+    per_service = services_config or {}
     services: list[Service] = [build_storage_service(storage_config(data_dir), bus)]
-    services += [build({}, bus) for build in BUILDERS.values()]
+    services += [build(dict(per_service.get(name, {})), bus) for name, build in BUILDERS.items()]
     servers = []
     for service in services:
         for server in bus_servers(service, BUS_URI, config.bus_exchange,
@@ -55,12 +63,13 @@ def start_services(config: ServerConfig, bus: BusClient) -> list[BusServer]:
     return servers
 
 
-def create_allinone_app(config: ServerConfig) -> Any:
+def create_allinone_app(config: ServerConfig,
+                        services_config: dict[str, dict[str, Any]] | None = None) -> Any:
     """Runs in the server worker: services as threads, then the REST app."""
     from commissaire_http.app import create_app
 
     bus = BusClient(BUS_URI, config.bus_exchange, config.bus_timeout)
-    start_services(config, bus)
+    start_services(config, bus, services_config)
     return create_app(config, bus)
 
 
@@ -80,11 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         "(in-process bus, SQLite store in --data-dir).")
     parser.add_argument("--data-dir", help="where the store and secrets key live "
                                            "(default ./var/commissaire)")
+    parser.add_argument("--services-config", metavar="FILE",
+                        help='JSON object of per-service settings, e.g. {"watcher": '
+                             '{"interval": 10}} (the keys of each service\'s own config file)')
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_server_config(args)
+        services_config = read_json_file(args.services_config) if args.services_config else {}
     except ConfigError as exc:
         print(f"commissaire-allinone: {exc}", file=sys.stderr)
         return 2
@@ -103,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Data in {config.data_dir}; {_describe_auth(config)}", flush=True)
 
     # One worker: the in-process bus and the services live in that worker.
-    serve(config, lambda: create_allinone_app(config), workers=1,
+    serve(config, lambda: create_allinone_app(config, services_config), workers=1,
           threads=max(config.threads, 8), on_ready=on_ready)
     return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from commissaire import reach
 from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
 from commissaire_service.clusterexec.executor import Settings
@@ -15,7 +16,14 @@ from commissaire_service.service import Service
 from commissaire_service.watcher.service import WatcherService
 
 
+def _confine(config: dict[str, Any]) -> None:
+    """`ssh-allowed-networks`: the only networks this process may SSH to."""
+    if "ssh-allowed-networks" in config:
+        reach.set_allowed_networks(list(config["ssh-allowed-networks"]))
+
+
 def _ssh(config: dict[str, Any]) -> SSHSettings:
+    _confine(config)
     return SSHSettings(kex_algorithms=config.get("ssh-kex-algorithms", ""),
                        forks=int(config.get("forks", 50)))
 
@@ -26,6 +34,7 @@ def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
 
 
 def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
+    _confine(config)
     return WatcherService(bus, interval=float(config.get("interval", 30)),
                           concurrency=int(config.get("concurrency", 100)))
 

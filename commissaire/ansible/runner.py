@@ -23,6 +23,8 @@ from typing import Any
 
 import ansible_runner
 
+from commissaire import reach
+
 logger = logging.getLogger(__name__)
 
 PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
@@ -146,6 +148,18 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
                  on_ok: OnOk | None = None) -> RunResult:
     """Run `playbook` (a file name under playbooks/ or a path) against `targets`."""
     settings = settings or SSHSettings()
+    refused = {t.address: HostResult(UNREACHABLE, reach.refusal(t.address))
+               for t in targets if reach.refusal(t.address)}
+    targets = [t for t in targets if t.address not in refused]
+    if not targets:
+        return RunResult(refused, "failed")
+    result = _run(playbook, targets, extravars, settings, timeout, on_ok)
+    result.hosts.update(refused)
+    return result
+
+
+def _run(playbook: str, targets: list[Target], extravars: dict[str, Any] | None,
+         settings: SSHSettings, timeout: int, on_ok: OnOk | None) -> RunResult:
     by_name = {t.address: t for t in targets}
     private = Path(tempfile.mkdtemp(prefix="commissaire-run-"))
     os.chmod(private, 0o700)

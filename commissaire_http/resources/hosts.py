@@ -12,12 +12,13 @@ from commissaire.validation import validate_address, validate_name
 from commissaire_http.resources.base import Bus, Resource, read_json, respond
 
 
-def _int_param(req: falcon.Request, name: str, default: int, maximum: int | None = None) -> int:
+def _int_param(req: falcon.Request, name: str, default: int, maximum: int | None = None,
+               minimum: int = 0) -> int:
     raw = req.get_param(name)
     if raw is None:
         return default
-    if not raw.isdigit():
-        raise errors.ValidationError("must be a non-negative integer", field=name)
+    if not raw.isdigit() or int(raw) < minimum:
+        raise errors.ValidationError(f"must be an integer of at least {minimum}", field=name)
     value = int(raw)
     if maximum is not None and value > maximum:
         raise errors.ValidationError(f"must be at most {maximum}", field=name)
@@ -38,7 +39,7 @@ class Hosts(Resource):
             validate_name(cluster, field="cluster")
         if status and status not in HOST_STATUSES:
             raise errors.ValidationError("must be one of: " + ", ".join(HOST_STATUSES), field="status")
-        limit = _int_param(req, "limit", 0, self.page_limit)
+        limit = _int_param(req, "limit", 0, self.page_limit, minimum=1)
         offset = _int_param(req, "offset", 0)
         page = self.call(req, "storage.list_hosts", cluster=cluster, status=status,
                          limit=limit, offset=offset)
