@@ -1,6 +1,7 @@
 """EtcdStoreHandler against a real etcd: the shared store contract, plus etcd's own."""
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import time
@@ -82,3 +83,32 @@ def test_not_etcd_is_store_unavailable(redis_server: Any) -> None:
     url = "http://127.0.0.1:" + redis_server.url.rsplit(":", 1)[1].split("/")[0]
     with pytest.raises(errors.StoreUnavailable, match=url):
         EtcdStoreHandler(url, timeout=1.0).get("a")
+
+
+def test_a_private_key_is_not_readable_in_an_etcd_dump(etcd_server: EtcdServer,
+                                                        tmp_path: Any) -> None:
+    """What an operator with etcd access sees: ciphertext, never the key or its base64."""
+    from commissaire.secrets import SecretBox, generate_key_file
+    from commissaire.storage.registry import load_handlers
+    from commissaire_service.storage.repository import Repository
+    from commissaire_service.storage.service import StorageService
+
+    key_file = tmp_path / "secrets.key"
+    generate_key_file(str(key_file))
+    prefix = f"/dump-check-{time.monotonic_ns()}/"
+    handlers = load_handlers([{"name": "commissaire.storage.etcd", "server_url": etcd_server.url,
+                               "prefix": prefix, "models": ["*"]}])
+    service = StorageService(Repository(handlers, SecretBox.from_key_file(str(key_file))),
+                             notify=lambda *a, **k: None)
+    private = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUA"
+               "VERYSECRETMATERIAL\n-----END OPENSSH PRIVATE KEY-----\n")
+    encoded = base64.b64encode(private.encode()).decode()
+    service.create_host({"address": "127.0.250.7"},
+                        {"address": "127.0.250.7", "ssh_priv_key": encoded})
+    assert service.get_creds("127.0.250.7")["ssh_priv_key"] == encoded
+    raw = etcd3gw.client(host="127.0.0.1", port=int(etcd_server.url.rsplit(":", 1)[1]))
+    dump = "".join(value.decode() if isinstance(value, bytes) else str(value)
+                   for value in raw.get_prefix(prefix))
+    assert "127.0.250.7" in dump  # the dump does hold the host's records
+    assert "VERYSECRETMATERIAL" not in dump
+    assert encoded not in dump and encoded[:40] not in dump
