@@ -1,0 +1,62 @@
+"""Lab hosts: N real sshd "machines" on this one Linux machine, for tests,
+behave features and benchmarks. Needs root.
+
+    from tools.lab import Lab
+    with Lab(reboot_time=2.0) as lab:
+        hosts = lab.start_hosts(20)           # 127.0.100.1 and up, port 22
+        hosts[0].address, lab.private_key_path, lab.private_key_b64
+        hosts[0].reboot()                     # down now, back 2 s later, new boot id
+
+    python -m tools.lab up --count 5          # one JSON line per host, until ^C
+    python -m tools.lab build-base            # just build the cached base
+
+What a lab host is
+------------------
+* A Debian bookworm root filesystem (debootstrap minbase + openssh-server,
+  python3, iproute2, procps), built once and cached in
+  ~/.cache/commissaire-lab/base-<hash> (tools/lab/base.py), shared read-only
+  by every host as the lower layer of the host's own overlayfs; what a host
+  writes lands in its upper dir under the lab's work dir, never on the machine.
+* Its own mount, pid, uts and ipc namespaces and a chroot; the machine's
+  network (it listens on its own 127.x.y.z address). See tools/lab/host.py.
+* Its own ed25519 host key; root logs in with the lab's one ed25519 key
+  (``lab.private_key_path``, 0600 in the work dir).
+* The "lab" OS profile: /etc/os-release says Debian, /etc/commissaire-lab
+  exists, and stand-ins (tools/lab/standins/labcmd) shadow systemctl, reboot,
+  shutdown, dnf, yum, apt-get, rpm-ostree and atomic. Each call is appended to
+  /var/lib/lab/requests.jsonl as {"cmd", "argv", "time", "boot_id"} and exits 0
+  (``LabHost.requests()`` reads them). ``reboot``, ``shutdown -r`` and
+  ``systemctl reboot`` really reboot the host (the Lab's supervisor thread
+  sees /var/lib/lab/reboot-requested within 0.1 s). ``rpm-ostree deploy V``,
+  ``rpm-ostree upgrade``, ``atomic host upgrade``, ``dnf upgrade``, ``yum
+  update`` and ``apt-get dist-upgrade`` set /var/lib/lab/pending_version (V,
+  or the current version + ".1"), which becomes /var/lib/lab/version (first
+  "1.0") at the next boot; ``rpm-ostree status --json`` reports it.
+
+Boot ids
+--------
+Every boot writes a fresh uuid to /var/lib/lab/boot_id. The kernel's
+/proc/sys/kernel/random/boot_id is the machine's and cannot differ per host or
+change on a lab reboot, so this project's playbooks and probes read
+/var/lib/lab/boot_id when it exists and the kernel's boot_id otherwise.
+
+Stopped hosts
+-------------
+A host's overlay is mounted by a *holder* process that lives as long as the
+Lab; ``stop()`` kills only the boot (sshd and everything started over SSH).
+So ``read_file``, ``file_exists``, ``requests`` and ``boot_id`` (the last
+boot's) work on a stopped host, and ``run`` works there in a bare chroot.
+
+Cleanup
+-------
+``close()`` (also at exit, and on ``with``) kills every process, which ends
+the private mount namespaces and so the mounts, releases the addresses and
+removes the work dir. If the Python process is killed instead, the kernel
+kills the lab's processes (parent-death signal, tools/lab/spawn.py); the next
+Lab removes the stale temp work dir. No address is added to any interface.
+"""
+from tools.lab.addresses import AddressInUse
+from tools.lab.host import LabError, LabHost
+from tools.lab.lab import Lab
+
+__all__ = ["AddressInUse", "Lab", "LabError", "LabHost"]
