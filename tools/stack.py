@@ -127,15 +127,19 @@ class _Stack:
                 "--listen-port", str(self.port), "--authentication-plugin",
                 f"commissaire_http.authentication.httpbasicauth:filepath={self.users_file}"]
 
+    expected: list[str] = SERVICES
+
     def wait_ready(self, seconds: float = 60) -> None:
-        """Until the server answers and every service answers its ping."""
+        """Until the server answers and every service started answers its ping."""
         wait_http(f"{self.base_url}/clusters", self.auth, seconds,
                   alive=self.procs.procs.get("server"))
         deadline = time.monotonic() + seconds
         status: dict[str, Any] = {}
         while time.monotonic() < deadline:
             status = requests.get(f"{self.base_url}/status", auth=self.auth, timeout=10).json()
-            if status.get("status") == "ok":
+            services = status.get("services", {})
+            if all(services.get(name, {}).get("status") == "ok" for name in self.expected) \
+                    and status.get("store", {}).get("status") == "ok":
                 return
             time.sleep(0.3)
         raise RuntimeError(f"{self.mode} stack not healthy: {json.dumps(status)}\n"
@@ -179,9 +183,12 @@ class AllInOneStack(_Stack):
 class DistributedStack(_Stack):
     mode = "distributed"
 
-    def __init__(self, *args: Any, workers: int = 2, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, workers: int = 2, services: list[str] | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = workers
+        self.services = services or SERVICES
+        self.expected = self.services
         self.redis = RedisServer()
         self.etcd = EtcdServer()
 
@@ -191,7 +198,8 @@ class DistributedStack(_Stack):
         if name == "storage":
             conf.update({"secrets-key-file": str(self.workdir / "secrets.key"),
                          "storage-handlers": [{"name": "commissaire.storage.etcd",
-                                               "server_url": self.etcd.url, "models": ["*"]}]})
+                                               "server_url": self.etcd.url, "watch_cache": True,
+                                               "models": ["*"]}]})
         path = self.workdir / f"{name}.conf"
         path.write_text(json.dumps(conf))
         return [str(self.bin / f"commissaire-{name}-service"), "-c", str(path)]
@@ -205,7 +213,7 @@ class DistributedStack(_Stack):
             self.etcd.start()
             subprocess.run([sys.executable, "-m", "commissaire.secrets", "generate",
                             str(self.workdir / "secrets.key")], check=True, capture_output=True)
-            for name in SERVICES:
+            for name in self.services:
                 self.start_service(name)
             self.port = free_port()
             self.procs.start("server", [str(self.bin / "commissaire-server"),

@@ -19,6 +19,7 @@ from commissaire.bus import (
     inproc,  # noqa: F401  (registers inproc://)
     protocol,
 )
+from commissaire.bus.fastredis import connect
 
 logger = logging.getLogger(__name__)
 
@@ -57,9 +58,12 @@ class BusClient:
         )
         self._pending: dict[str, _Pending] = {}
         self._pending_lock = threading.Lock()
-        self._publish_lock = threading.Lock()
-        self._publish_conn = Connection(uri)
-        self._producer: Producer | None = None
+        # One publishing connection per calling thread: kombu connections are not
+        # thread-safe, and one shared connection behind a lock made concurrent
+        # callers (server threads) queue for it.
+        self._local = threading.local()
+        self._publishers: list[Connection] = []
+        self._publishers_lock = threading.Lock()
         self._stopping = threading.Event()
         self._ready = threading.Event()
         self._consumer_error: BaseException | None = None
@@ -107,8 +111,10 @@ class BusClient:
     def close(self) -> None:
         self._stopping.set()
         self._thread.join(timeout=3)
-        with self._publish_lock:
-            self._publish_conn.release()
+        with self._publishers_lock:
+            for conn in self._publishers:
+                conn.release()
+            self._publishers.clear()
 
     # -- internals -------------------------------------------------------
 
@@ -117,28 +123,36 @@ class BusClient:
 
     def _publish(self, body: dict[str, Any], routing_key: str, **properties: Any) -> None:
         try:
-            with self._publish_lock:
-                if self._producer is None:
-                    self._producer = Producer(self._publish_conn.default_channel, exchange=self.exchange)
-                self._producer.publish(
-                    body,
-                    routing_key=routing_key,
-                    serializer="json",
-                    retry=True,
-                    retry_policy={"max_retries": 2, "interval_start": 0.1,
-                                  "interval_step": 0.2, "interval_max": 0.5},
-                    **properties,
-                )
+            self._producer().publish(
+                body,
+                routing_key=routing_key,
+                serializer="json",
+                retry=True,
+                retry_policy={"max_retries": 2, "interval_start": 0.1,
+                              "interval_step": 0.2, "interval_max": 0.5},
+                **properties,
+            )
         except Exception as exc:
             if _is_broker_error(exc):
-                self._producer = None
+                self._local.producer = None
                 raise errors.BusUnavailable(
                     f"cannot publish to the bus at {self._safe_uri()}: {type(exc).__name__}"
                 ) from None
             raise
 
+    def _producer(self) -> Producer:
+        producer = getattr(self._local, "producer", None)
+        if producer is None:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = self._local.conn = connect(self.uri)
+                with self._publishers_lock:
+                    self._publishers.append(conn)
+            producer = self._local.producer = Producer(conn.default_channel,
+                                                       exchange=self.exchange)
+        return producer
+
     def _on_reply(self, body: Any, message: Any) -> None:
-        message.ack()
         call_id = message.properties.get("correlation_id") or (
             body.get("id") if isinstance(body, dict) else None
         )
@@ -154,9 +168,9 @@ class BusClient:
         """Own connection, own thread: kombu connections are not thread-safe."""
         while not self._stopping.is_set():
             try:
-                with Connection(self.uri) as conn:
+                with connect(self.uri) as conn:
                     with conn.Consumer(self._reply_queue, callbacks=[self._on_reply],
-                                       accept=["json"]):
+                                       accept=["json"], no_ack=True):
                         self._ready.set()
                         while not self._stopping.is_set():
                             try:

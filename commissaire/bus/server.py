@@ -13,13 +13,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kombu import Connection, Exchange, Producer, Queue, binding
+from kombu import Exchange, Producer, Queue, binding
 
 from commissaire import errors
 from commissaire.bus import (
     inproc,  # noqa: F401  (registers inproc://)
     protocol,
 )
+from commissaire.bus.fastredis import connect
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +81,15 @@ class BusServer:
         marked = False
         while not self._stopping.is_set():
             try:
-                with Connection(self.uri) as conn:
+                with connect(self.uri) as conn:
                     producer = Producer(conn.default_channel, exchange=self.exchange)
                     handler = self._make_handler(producer)
+                    # no_ack: a request is taken once; if this process dies with
+                    # it, its caller times out (a redelivery would come after the
+                    # caller's deadline and be dropped anyway). It also spares
+                    # the broker two bookkeeping transactions per message.
                     with conn.Consumer(self.queues, callbacks=[handler], accept=["json"],
-                                       prefetch_count=1):
+                                       no_ack=True):
                         if not marked:
                             self._mark_ready()
                             marked = True
@@ -100,10 +105,7 @@ class BusServer:
 
     def _make_handler(self, producer: Producer) -> Callable[[Any, Any], None]:
         def handle(body: Any, message: Any) -> None:
-            try:
-                self._handle(body, message, producer)
-            finally:
-                message.ack()
+            self._handle(body, message, producer)
         return handle
 
     def _handle(self, body: Any, message: Any, producer: Producer) -> None:

@@ -10,7 +10,9 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +22,7 @@ from etcd3gw import exceptions as etcd_exc
 
 from commissaire import errors
 from commissaire.storage.base import ABSENT, Item, StoreHandler, Txn
+from commissaire.storage.etcd_cache import MISS, WatchedCache
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +66,9 @@ class EtcdStoreHandler(StoreHandler):
     def __init__(self, server_url: str = "http://127.0.0.1:2379", prefix: str = "/commissaire/",
                  timeout: float = 5.0, certificate_path: str | None = None,
                  certificate_key_path: str | None = None,
-                 certificate_ca_path: str | None = None) -> None:
+                 certificate_ca_path: str | None = None, watch_cache: bool = False) -> None:
+        """`watch_cache`: serve reads from a local copy kept current by an etcd watch
+        (see commissaire.storage.etcd_cache); writes always go to etcd."""
         parts = urlsplit(server_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"server_url {server_url!r} is not an http(s)://host:port URL")
@@ -80,6 +85,9 @@ class EtcdStoreHandler(StoreHandler):
         # client (own session and connection pool) from this pool of idle ones.
         self._idle: list[etcd3gw.Etcd3Client] = []
         self._idle_lock = threading.Lock()
+        self._watch_response: requests.Response | None = None
+        self.cache = WatchedCache(self._load_all, self._stream_changes,
+                                  self._interrupt_stream) if watch_cache else None
 
     # -- transport -------------------------------------------------------
 
@@ -87,7 +95,7 @@ class EtcdStoreHandler(StoreHandler):
         """POST to the v3 gateway; every failure becomes a StoreUnavailable or NotFound."""
         with self._idle_lock:
             client = self._idle.pop() if self._idle else None
-        client = client or etcd3gw.Etcd3Client(**self._client_args)
+        client = client or self._new_client()
         ok = False
         try:
             result: dict[str, Any] = client.post(client.get_url(path), json=payload)
@@ -112,6 +120,70 @@ class EtcdStoreHandler(StoreHandler):
             else:  # a failed session may hold a broken connection
                 client.session.close()
 
+    def _new_client(self) -> etcd3gw.Etcd3Client:
+        client = etcd3gw.Etcd3Client(**self._client_args)
+        # Not trusting the environment skips requests' scan of every environment
+        # variable for proxy settings on each call (a third of its CPU here), and
+        # etcd is never meant to be reached through an HTTP proxy.
+        client.session.trust_env = False
+        return client
+
+    # -- the watched cache -------------------------------------------------
+
+    def _prefix_range(self) -> dict[str, str]:
+        start = self.prefix.encode("utf-8")
+        return {"key": _b64(start), "range_end": _b64(_range_end(start))}
+
+    def _load_all(self) -> tuple[int, list[Item]]:
+        result = self._post("/kv/range", self._prefix_range())
+        revision = int(result.get("header", {}).get("revision", 0))
+        return revision, [self._item(kv) for kv in result.get("kvs") or []]
+
+    def _stream_changes(self, start_revision: int, on_created: Callable[[], None],
+                        on_change: Callable[[Item | str, int], None]) -> None:
+        client = self._new_client()
+        request = {"create_request": {**self._prefix_range(), "start_revision": start_revision}}
+        response = client.session.post(client.get_url("/watch"), json=request, stream=True,
+                                       timeout=(self._client_args["timeout"], None))
+        self._watch_response = response
+        try:
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue
+                result = json.loads(line).get("result") or {}
+                if result.get("canceled"):
+                    raise errors.StoreUnavailable(f"etcd cancelled the watch: "
+                                                  f"{result.get('cancel_reason', '')}")
+                if result.get("created"):
+                    on_created()
+                for event in result.get("events") or []:
+                    kv = event["kv"]
+                    revision = int(kv["mod_revision"])
+                    if event.get("type") == "DELETE":
+                        full = _unb64(kv["key"]).decode("utf-8")
+                        on_change(full[len(self.prefix):], revision)
+                    else:
+                        on_change(self._item(kv), revision)
+        finally:
+            response.close()
+            client.session.close()
+
+    def _interrupt_stream(self) -> None:
+        """Shut the stream's socket down: the reading thread then sees its end.
+        (Closing the response from here would wait for that thread's lock.)"""
+        response = self._watch_response
+        if response is None:
+            return
+        try:
+            sock = socket.fromfd(response.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+        except (AttributeError, OSError, ValueError):
+            return
+        with sock:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def _full_key(self, key: str) -> bytes:
         return (self.prefix + key).encode("utf-8")
 
@@ -128,11 +200,22 @@ class EtcdStoreHandler(StoreHandler):
     # -- StoreHandler ----------------------------------------------------
 
     def get(self, key: str) -> Item | None:
+        if self.cache is not None:
+            cached = self.cache.get(key)
+            if cached is not MISS:
+                return cached  # type: ignore[return-value]
+        return self._get_fresh(key)
+
+    def _get_fresh(self, key: str) -> Item | None:
         result = self._post("/kv/range", {"key": _b64(self._full_key(key))})
         kvs = result.get("kvs") or []
         return self._item(kvs[0]) if kvs else None
 
     def list(self, prefix: str) -> list[Item]:
+        if self.cache is not None:
+            cached = self.cache.list(prefix)
+            if cached is not None:
+                return cached
         start = self._full_key(prefix)
         result = self._post("/kv/range", {
             "key": _b64(start), "range_end": _b64(_range_end(start)),
@@ -164,13 +247,33 @@ class EtcdStoreHandler(StoreHandler):
         succeeded = bool(result.get("succeeded", False))
         if not succeeded:
             logger.debug("etcd txn on %s failed its compares", [k for k, _ in txn.compares])
+        if self.cache is not None:
+            self._update_cache(txn, succeeded, int(result.get("header", {}).get("revision", 0)))
         return succeeded
+
+    def _update_cache(self, txn: Txn, succeeded: bool, revision: int) -> None:
+        """Our own commit at once; after a failed compare, the compared keys afresh."""
+        assert self.cache is not None
+        if succeeded:
+            for key, value in txn.puts:
+                self.cache.apply(key, Item(key, value, revision), revision)
+            for key in txn.deletes:
+                self.cache.apply(key, None, revision)
+            return
+        for key, _rev in txn.compares:
+            result = self._post("/kv/range", {"key": _b64(self._full_key(key))})
+            kvs = result.get("kvs") or []
+            at = int(result.get("header", {}).get("revision", 0))
+            self.cache.apply(key, self._item(kvs[0]) if kvs else None,
+                             int(kvs[0]["mod_revision"]) if kvs else at)
 
     def ping(self) -> None:
         self._post("/maintenance/status", {})
 
     def close(self) -> None:
-        """Close idle sessions (a later call opens a new one)."""
+        """Close idle sessions (a later call opens a new one) and stop the watch."""
+        if self.cache is not None:
+            self.cache.close()
         with self._idle_lock:
             idle, self._idle = self._idle, []
         for client in idle:

@@ -12,10 +12,10 @@ import etcd3gw
 import pytest
 
 from commissaire import errors
-from commissaire.storage.base import Txn
+from commissaire.storage.base import ABSENT, Item, Txn
 from commissaire.storage.etcd import EtcdStoreHandler
 from tests.support.servers import EtcdServer, free_port
-from tests.support.store_contract import StoreContract
+from tests.support.store_contract import StoreContract, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -112,3 +112,67 @@ def test_a_private_key_is_not_readable_in_an_etcd_dump(etcd_server: EtcdServer,
     assert "127.0.250.7" in dump  # the dump does hold the host's records
     assert "VERYSECRETMATERIAL" not in dump
     assert encoded not in dump and encoded[:40] not in dump
+
+
+class TestEtcdCachedContract(StoreContract):
+    """The same contract with reads served by the watched cache."""
+
+    @pytest.fixture
+    def make_store(self, etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> Any:
+        def make(prefix: str) -> EtcdStoreHandler:
+            handler = EtcdStoreHandler(etcd_server.url, prefix=prefix, watch_cache=True)
+            handlers.append(handler)
+            assert handler.cache is not None and handler.cache.wait_live(10)
+            return handler
+        return make
+
+
+def _cached(url: str, prefix: str, handlers: list[EtcdStoreHandler]) -> EtcdStoreHandler:
+    handler = EtcdStoreHandler(url, prefix=prefix, watch_cache=True)
+    handlers.append(handler)
+    assert handler.cache is not None and handler.cache.wait_live(10)
+    return handler
+
+
+def test_a_cached_copy_sees_another_process_writes(etcd_server: EtcdServer,
+                                                   handlers: list[EtcdStoreHandler]) -> None:
+    prefix = f"/cache-{time.monotonic_ns()}/"
+    one, two = _cached(etcd_server.url, prefix, handlers), _cached(etcd_server.url, prefix,
+                                                                    handlers)
+    assert one.commit(Txn(puts=[("hosts/a", {"v": 1})]))
+    assert wait_until(lambda: (two.get("hosts/a") or Item("", {}, 0)).value == {"v": 1})
+    assert [i.key for i in two.list("hosts/")] == ["hosts/a"]
+    assert one.commit(Txn(deletes=["hosts/a"]))
+    assert wait_until(lambda: two.get("hosts/a") is None)
+
+
+def test_a_stale_copy_never_wins_a_write(etcd_server: EtcdServer,
+                                         handlers: list[EtcdStoreHandler]) -> None:
+    """A write based on an old revision fails; the failure refreshes the copy."""
+    prefix = f"/stale-{time.monotonic_ns()}/"
+    one, two = _cached(etcd_server.url, prefix, handlers), _cached(etcd_server.url, prefix,
+                                                                    handlers)
+    assert one.commit(Txn(compares=[("k", ABSENT)], puts=[("k", {"v": 1})]))
+    seen = one.get("k")
+    assert seen is not None
+    assert two.commit(Txn(compares=[("k", seen.revision)], puts=[("k", {"v": 2})]))
+    # one's copy may not have the watch event yet: its compare on the old revision fails.
+    assert not one.commit(Txn(compares=[("k", seen.revision)], puts=[("k", {"v": 3})]))
+    fresh = one.get("k")
+    assert fresh is not None and fresh.value == {"v": 2}
+    assert one.commit(Txn(compares=[("k", fresh.revision)], puts=[("k", {"v": 3})]))
+
+
+def test_a_cached_handler_reports_a_stopped_etcd(handlers: list[EtcdStoreHandler]) -> None:
+    with EtcdServer() as server:
+        store = _cached(server.url, "/", handlers)
+        assert store.commit(Txn(puts=[("a", {})]))
+        url = server.url
+
+    def refused() -> bool:
+        try:
+            store.get("a")
+        except errors.StoreUnavailable as exc:
+            return url in exc.description
+        return False
+    assert wait_until(refused)

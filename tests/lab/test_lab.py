@@ -112,7 +112,7 @@ def test_reboot_over_ssh_comes_back_with_a_new_boot_id(lab: Lab) -> None:
     took = wait_for(lambda: ssh(lab, host, "true", timeout=10).returncode == 0, REBOOT_TIME + 8,
                     "host back after `reboot`")
     assert took >= REBOOT_TIME * 0.5
-    after = ssh(lab, host, "cat /var/lib/lab/boot_id").stdout.strip()
+    after = ssh(lab, host, "cat /proc/sys/kernel/random/boot_id").stdout.strip()
     assert after == host.boot_id() != before
     reboots = [r for r in host.requests() if r["cmd"] == "reboot"]
     assert reboots and reboots[-1]["boot_id"] == before

@@ -35,10 +35,10 @@ What a lab host is
 
 Boot ids
 --------
-Every boot writes a fresh uuid to /var/lib/lab/boot_id. The kernel's
-/proc/sys/kernel/random/boot_id is the machine's and cannot differ per host or
-change on a lab reboot, so this project's playbooks and probes read
-/var/lib/lab/boot_id when it exists and the kernel's boot_id otherwise.
+Every boot writes a fresh uuid to /var/lib/lab/boot_id and bind-mounts it over
+/proc/sys/kernel/random/boot_id inside the host (the kernel's own file is the
+machine's), so playbooks and probes read the boot id where they would on any
+real host and need to know nothing about the lab.
 
 Stopped hosts
 -------------

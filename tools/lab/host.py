@@ -60,8 +60,14 @@ set -e
 M=$1
 mount -t proc -o nosuid,nodev,noexec proc "$M/proc"
 # a lab host must not change the machine's kernel settings
+# a new boot id per boot, shown at the kernel's own path as on a real host
+mkdir -p "$M/var/lib/lab"
+cat /proc/sys/kernel/random/uuid > "$M/var/lib/lab/boot_id.tmp"
+mv -f "$M/var/lib/lab/boot_id.tmp" "$M/var/lib/lab/boot_id"
 mount --bind "$M/proc/sys" "$M/proc/sys"
 mount -o remount,bind,ro "$M/proc/sys"
+# after the /proc/sys bind, which would hide it (a plain bind is not recursive)
+mount --bind "$M/var/lib/lab/boot_id" "$M/proc/sys/kernel/random/boot_id"
 [ ! -e "$M/proc/sysrq-trigger" ] || mount --bind /dev/null "$M/proc/sysrq-trigger"
 mount -t sysfs -o ro,nosuid,nodev,noexec sysfs "$M/sys"
 mount -t tmpfs -o mode=755,nosuid tmpfs "$M/run"
