@@ -42,11 +42,17 @@ def register_script(config: dict[str, Any]) -> str:
     return str(entry["content"])
 
 
+def need(binary: str, package: str) -> None:
+    """CI installs what these tests run: a missing tool fails, never skips (a skipped
+    test looks green and checks nothing)."""
+    if shutil.which(binary) is None:
+        pytest.fail(f"{binary} is not installed (Debian: apt-get install {package})",
+                    pytrace=False)
+
+
 def check_schema(text: str, tmp_path: Path) -> None:
-    """cloud-init's own schema check. CI installs cloud-init: missing it fails."""
-    if shutil.which("cloud-init") is None:
-        pytest.fail("cloud-init is not installed (Debian: apt-get install cloud-init); "
-                    "it checks the generated user-data", pytrace=False)
+    """cloud-init's own schema check of the generated user-data."""
+    need("cloud-init", "cloud-init")
     path = tmp_path / "user-data.yaml"
     path.write_text(text)
     checked = subprocess.run(["cloud-init", "schema", "--config-file", str(path)],
@@ -148,6 +154,8 @@ def test_credentials_from_a_prompt_or_the_configuration(commctl: Commctl, key_fi
 # -- the register script, run -------------------------------------------------------
 
 def run_script(script: str, tmp_path: Path, **env: str) -> tuple[int, str]:
+    if env.get("COMMISSAIRE_HTTP", "curl") == "curl":
+        need("curl", "curl")
     path = tmp_path / "register"
     path.write_text(script)
     log = tmp_path / "register.log"
@@ -251,12 +259,12 @@ def test_script_asks_the_metadata_service(commctl: Commctl, made: str, tmp_path:
     assert [h["address"] for h in hosts_of(commctl)] == [expected]
 
 
-@pytest.mark.skipif(shutil.which("ip") is None, reason="needs iproute2's ip")
 @pytest.mark.parametrize("source", ["interface", "auto"])
 @pytest.mark.parametrize("http", ["curl", "python3"])
 def test_script_uses_the_route_to_the_server(commctl: Commctl, made: str, tmp_path: Path,
                                              source: str, http: str) -> None:
     # No metadata service answers here; the route to the server (127.0.0.1) is local.
+    need("ip", "iproute2")
     code, log = run_script(made, tmp_path, COMMISSAIRE_ADDRESS_SOURCE=source, COMMISSAIRE_HTTP=http,
                            COMMISSAIRE_METADATA_URL=f"http://127.0.0.1:{free_port()}/latest")
     assert code == 0, log
