@@ -172,7 +172,9 @@ class InvestigatorService(Service):
         if network["type"] == "flannel_server":
             hostvars["commissaire_flanneld_server"] = options.get("address", "")
         else:
-            hostvars["commissaire_etcd_server_url"] = options.get("etcd_server_url", "")
+            # The network's own etcd if it names one, else the store's (seed chapter 9).
+            hostvars["commissaire_etcd_server_url"] = options.get("etcd_server_url") or \
+                self.bus.call("storage.etcd_endpoint", {})
             hostvars["commissaire_flannel_key"] = options.get("flannel_key",
                                                               "/atomic.io/network")
         if cluster.get("container_manager"):

@@ -94,6 +94,7 @@ class StorageService(_OperationLocks, Service):
             "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
             "save_operation", "record_checks", "list_operations", "acquire_lock",
             "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
+            "etcd_endpoint",
         ):
             self.expose(method, getattr(self, method))
         self.expose("list", self.list_records)
@@ -210,6 +211,15 @@ class StorageService(_OperationLocks, Service):
                  if (not cluster or h.cluster == cluster) and (not status or h.status == status)]
         page = hosts[offset:offset + limit] if limit else hosts[offset:]
         return {"total": len(hosts), "items": [h.to_safe_dict() for h in page]}
+
+    def etcd_endpoint(self) -> str:
+        """The URL of the first etcd storage handler ('' without one): flannel_etcd
+        networks use the store's etcd (seed: "uses the configured etcd store handler")."""
+        for handler in self.repo.handlers.all():
+            url = getattr(handler, "server_url", "")
+            if url:
+                return str(url)
+        return ""
 
     def get_creds(self, address: str) -> dict[str, Any]:
         creds = self.repo.require("HostCreds", validate_address(address))

@@ -29,6 +29,10 @@ ensure_debian_packages() {
     command -v etcd >/dev/null || missing+=(etcd-server)
     [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
     command -v ssh >/dev/null || missing+=(openssh-client)
+    command -v debootstrap >/dev/null || missing+=(debootstrap)
+    command -v cloud-init >/dev/null || missing+=(cloud-init)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v ip >/dev/null || missing+=(iproute2)
     if [ ${#missing[@]} -gt 0 ]; then
         echo "Installing Debian packages: ${missing[*]}"
         as_root apt-get update -qq

@@ -1,0 +1,206 @@
+"""Hosts made real: the all-in-one control plane against lab hosts over SSH.
+
+Register → investigated (host key pinned, facts) → bootstrapped (flannel and
+container runtime configuration written inside the host) → disassociated, or
+active when the cluster has a container manager (the Kubernetes stand-in);
+failures with readable reasons; the watcher's transitions; self-registration.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.k8s_standin.server import KubeStandIn
+from tools.lab import Lab, LabHost
+from tools.stack import AllInOneStack, remove
+
+pytestmark = pytest.mark.integration
+
+WATCH_INTERVAL = 2.0
+TOKEN = "lab-token"
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Lab(reboot_time=1.0) as lab:
+        yield lab
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[AllInOneStack]:
+    stack = AllInOneStack(service_config={"watcher": {"interval": WATCH_INTERVAL}})
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        remove(stack)
+
+
+@pytest.fixture(scope="module")
+def api(stack: AllInOneStack) -> requests.Session:
+    session = stack.session()
+    session.base = stack.base_url  # type: ignore[attr-defined]
+    return session
+
+
+@pytest.fixture(scope="module")
+def kube() -> Iterator[KubeStandIn]:
+    server = KubeStandIn(token=TOKEN).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def url(api: requests.Session, path: str) -> str:
+    return api.base + path  # type: ignore[attr-defined]
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(0.2)
+    raise AssertionError(f"{what} within {timeout} s (last: {last})")
+
+
+def host_in(api: requests.Session, address: str, *statuses: str) -> dict[str, Any] | None:
+    host = api.get(url(api, f"/host/{address}")).json()
+    return host if host.get("status") in statuses else None
+
+
+def register(api: requests.Session, lab: Lab, host: LabHost, cluster: str | None = None,
+             key: str | None = None) -> None:
+    body: dict[str, Any] = {"ssh_priv_key": key or lab.private_key_b64}
+    if cluster:
+        body["cluster"] = cluster
+    response = api.put(url(api, f"/host/{host.address}"), json=body)
+    assert response.status_code == 201, response.text
+
+
+def test_a_registered_host_is_investigated_and_bootstrapped(api: requests.Session,
+                                                            lab: Lab) -> None:
+    (host,) = lab.start_hosts(1)
+    assert api.put(url(api, "/network/labnet"), json={
+        "type": "flannel_etcd", "options": {"etcd_server_url": "http://127.0.0.1:2379"}}
+    ).status_code == 201
+    assert api.put(url(api, "/cluster/plain"), json={"network": "labnet"}).status_code == 201
+    register(api, lab, host, "plain")
+    done = wait_for(lambda: host_in(api, host.address, "disassociated", "failed"), 120,
+                    "host bootstrapped")
+    assert done["status"] == "disassociated", done["status_reason"]
+    assert done["os"] == "lab"
+    assert done["cpus"] >= 1 and done["memory"] > 0 and done["space"] > 0
+    assert done["host_key_fingerprint"] == host.host_key_fingerprint()
+    assert done["bootstrapped"] is True
+    # What bootstrap wrote inside the host, and only there.
+    flannel = host.read_file("/etc/sysconfig/flanneld")
+    assert "http://127.0.0.1:2379" in flannel
+    assert host.file_exists("/etc/sysconfig/docker-network")
+    installs = [" ".join(r["argv"]) for r in host.requests() if r["cmd"] == "apt-get"]
+    assert any("docker.io" in i for i in installs) and any("flannel" in i for i in installs)
+    status = api.get(url(api, f"/host/{host.address}/status")).json()
+    assert status["host"]["status"] == "disassociated"
+
+
+def test_a_wrong_key_fails_with_the_reason(api: requests.Session, lab: Lab,
+                                          tmp_path: Path) -> None:
+    (host,) = lab.start_hosts(1)
+    key_file = tmp_path / "stranger"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key_file)],
+                   check=True)
+    key_text = key_file.read_text()
+    register(api, lab, host, key=base64.b64encode(key_text.encode()).decode())
+    failed = wait_for(lambda: host_in(api, host.address, "failed"), 60, "host failed")
+    assert "authentication" in failed["status_reason"].lower()
+    status = api.get(url(api, f"/host/{host.address}/status")).json()
+    assert status["host"]["status_reason"] == failed["status_reason"]
+
+
+def test_the_watcher_follows_a_host_down_and_up(api: requests.Session, lab: Lab) -> None:
+    (host,) = lab.start_hosts(1)
+    register(api, lab, host)
+    wait_for(lambda: host_in(api, host.address, "disassociated"), 120, "host bootstrapped")
+    host.stop()
+    stopped = time.monotonic()
+    failed = wait_for(lambda: host_in(api, host.address, "failed"), 4 * WATCH_INTERVAL + 10,
+                      "stopped host failed")
+    took = time.monotonic() - stopped
+    assert took <= 2 * WATCH_INTERVAL + 3, f"failed only after {took:.1f} s"
+    assert "cannot reach" in failed["status_reason"]
+    host.start()
+    back = wait_for(lambda: host_in(api, host.address, "disassociated"), 4 * WATCH_INTERVAL + 10,
+                    "host back")
+    assert back["status_reason"] == "" and back["last_check"]
+
+
+def test_a_changed_host_key_is_refused(api: requests.Session, lab: Lab) -> None:
+    (host,) = lab.start_hosts(1)
+    register(api, lab, host)
+    wait_for(lambda: host_in(api, host.address, "disassociated"), 120, "host bootstrapped")
+    host.change_host_key()
+    failed = wait_for(lambda: host_in(api, host.address, "failed"), 4 * WATCH_INTERVAL + 10,
+                      "host with a new key refused")
+    assert "host key" in failed["status_reason"] and "refusing" in failed["status_reason"]
+
+
+def test_a_deleted_host_is_no_longer_watched(api: requests.Session, lab: Lab) -> None:
+    (host,) = lab.start_hosts(1)
+    register(api, lab, host)
+    wait_for(lambda: host_in(api, host.address, "disassociated"), 120, "host bootstrapped")
+    assert api.delete(url(api, f"/host/{host.address}")).status_code == 200
+    time.sleep(WATCH_INTERVAL * 2 + 1)
+    assert api.get(url(api, f"/host/{host.address}")).status_code == 404
+    watcher = api.get(url(api, "/status")).json()["services"]["watcher"]
+    assert host.address not in json.dumps(watcher)
+
+
+def test_a_host_registers_itself(api: requests.Session, lab: Lab, stack: AllInOneStack) -> None:
+    """From inside a lab host, as its first boot would: no address in the body."""
+    (host,) = lab.start_hosts(1)
+    assert api.put(url(api, "/cluster/selfreg"), json={}).status_code == 201
+    body = json.dumps({"ssh_priv_key": lab.private_key_b64, "cluster": "selfreg"})
+    auth = base64.b64encode(f"{stack.auth[0]}:{stack.auth[1]}".encode()).decode()
+    script = (
+        "import http.client, sys\n"
+        f"c = http.client.HTTPConnection('127.0.0.1', {stack.port}, timeout=10,"
+        f" source_address=('{host.address}', 0))\n"
+        f"c.request('PUT', '/api/v0/host', body=sys.stdin.read(),"
+        f" headers={{'Authorization': 'Basic {auth}', 'Content-Type': 'application/json'}})\n"
+        "r = c.getresponse(); print(r.status, r.read().decode())\n")
+    done = host.run(f"python3 -c \"{script}\" <<'EOF'\n{body}\nEOF")
+    assert done.stdout.startswith("201"), (done.stdout, done.stderr)
+    wait_for(lambda: host_in(api, host.address, "disassociated"), 120, "self-registered host up")
+    assert api.get(url(api, "/cluster/selfreg/hosts")).json() == [host.address]
+
+
+def test_a_host_in_a_kubernetes_cluster_becomes_an_active_node(
+        api: requests.Session, lab: Lab, kube: KubeStandIn) -> None:
+    (host,) = lab.start_hosts(1)
+    assert api.put(url(api, "/containermanager/kube"), json={
+        "type": "kubernetes", "options": {"server_url": kube.url, "token": TOKEN}}
+    ).status_code == 201
+    assert api.put(url(api, "/cluster/kubed"), json={"container_manager": "kube"}
+                   ).status_code == 201
+    register(api, lab, host, "kubed")
+    active = wait_for(lambda: host_in(api, host.address, "active", "failed"), 120,
+                      "host active")
+    assert active["status"] == "active", active["status_reason"]
+    assert host.file_exists("/etc/kubernetes/config")
+    kubeconfig = host.read_file("/var/lib/kubelet/kubeconfig")
+    assert kube.url in kubeconfig
+    status = api.get(url(api, f"/host/{host.address}/status")).json()
+    assert status["type"] == "host_and_container_manager"
+    assert status["container_manager"]["status"] not in ("unknown", "absent"), status
