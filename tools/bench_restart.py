@@ -1,0 +1,285 @@
+"""Benchmark: rolling restart of 20 lab hosts through the whole control plane
+with max_unavailable 5, against the reboot-only ideal. Goal (issue): wall <=
+1.3 x ideal, where ideal = ceil(hosts / max_unavailable) x reboot time.
+
+    python tools/bench_restart.py [--hosts 20] [--max-unavailable 5] [--reboot-time 10]
+
+A Lab (tools/lab) of --hosts sshd hosts whose reboot takes --reboot-time s, and
+an `AllInOneStack` (tools/stack.py; SSH confined to 127.0.0.0/8). Cluster
+"bench" is created, every host registered into it (lab key) and bootstrapped
+(status "disassociated"; a "failed" host fails the benchmark with its
+status_reason). Then PUT /api/v0/cluster/bench/restart {"max_unavailable": N}
+and GET it every 0.1 s until its status is no longer "in_process"; the wall
+clock runs from the PUT to that GET. Meanwhile a monitor thread samples every
+host's `is_up()` every 50 ms and keeps the most hosts down at once.
+
+Checked afterwards: every host got exactly one reboot request (the lab's
+stand-ins record `reboot` / `systemctl reboot`) and has a new boot id, and
+every host's state in the operation is "done".
+
+The report also breaks each host's time down (from the operation's per-host
+events, the stand-in's request time and the monitor's down/up times):
+  act     started -> "restart issued"   (pre-probe + ansible-playbook restart.yml)
+  delay   issued -> reboot request      (the playbook's `sleep 1` before rebooting)
+  down    reboot request -> host up     (the lab reboot time)
+  gate    host up -> "healthy"          (health gate: probe every poll interval)
+  slot    a host done -> the next host started (the executor's scheduling gap)
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import shutil
+import statistics
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from tools.lab import Lab, LabHost  # noqa: E402
+from tools.stack import AllInOneStack  # noqa: E402
+
+REBOOT_CMDS = ("reboot", "systemctl reboot")
+
+
+def _epoch(iso: str | None) -> float | None:
+    """The store's timestamps (ISO 8601, UTC, no suffix) as epoch seconds."""
+    if not iso:
+        return None
+    return dt.datetime.fromisoformat(iso).replace(tzinfo=dt.UTC).timestamp()
+
+
+def is_reboot(request: dict[str, Any]) -> bool:
+    cmd = request.get("cmd", "")
+    argv = [str(a) for a in request.get("argv", [])]
+    if cmd == "reboot":
+        return True
+    if cmd == "systemctl":
+        return "reboot" in argv
+    if cmd == "shutdown":
+        return "-r" in argv
+    return " ".join([cmd, *argv]).strip() in REBOOT_CMDS
+
+
+class Monitor(threading.Thread):
+    """Samples every host's is_up() every `interval` s; keeps the most down at once
+    and each host's down/up transitions (epoch seconds)."""
+
+    def __init__(self, hosts: list[LabHost], interval: float = 0.05) -> None:
+        super().__init__(name="bench-monitor", daemon=True)
+        self.hosts = hosts
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.max_down = 0
+        self.max_down_at = 0.0
+        self.samples = 0
+        self.transitions: dict[str, list[tuple[float, bool]]] = {h.address: [] for h in hosts}
+        self._last: dict[str, bool] = {}
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            now = time.time()
+            down = 0
+            for host in self.hosts:
+                up = host.is_up()
+                if not up:
+                    down += 1
+                if self._last.get(host.address, True) != up:
+                    self.transitions[host.address].append((now, up))
+                self._last[host.address] = up
+            self.samples += 1
+            if down > self.max_down:
+                self.max_down, self.max_down_at = down, now
+            self.stopped.wait(self.interval)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def register(session: Any, base: str, lab: Lab, hosts: list[LabHost], timeout: float
+             ) -> dict[str, str]:
+    key = lab.private_key_b64
+
+    def put(host: LabHost) -> None:
+        resp = session.put(f"{base}/host/{host.address}",
+                           json={"ssh_priv_key": key, "cluster": "bench"}, timeout=30)
+        if resp.status_code not in (200, 201):
+            raise RuntimeError(f"PUT host {host.address}: {resp.status_code} {resp.text}")
+
+    with ThreadPoolExecutor(max_workers=10) as pool:
+        list(pool.map(put, hosts))
+    deadline = time.monotonic() + timeout
+    statuses: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        statuses = {}
+        for host in hosts:
+            body = session.get(f"{base}/host/{host.address}", timeout=30).json()
+            statuses[host.address] = body.get("status", "")
+            if body.get("status") == "failed":
+                raise RuntimeError(f"host {host.address} failed to bootstrap: "
+                                   f"{body.get('status_reason')}")
+        if all(s == "disassociated" for s in statuses.values()):
+            return statuses
+        time.sleep(0.5)
+    raise RuntimeError(f"hosts not bootstrapped within {timeout:g} s: {statuses}")
+
+
+def breakdown(op: dict[str, Any], hosts: list[LabHost], reboots: dict[str, list[float]],
+              monitor: Monitor, t_put: float) -> dict[str, Any]:
+    """Where each host's time went, and the scheduling gaps between hosts."""
+    per_host: dict[str, dict[str, float | None]] = {}
+    for host in hosts:
+        detail = op["hosts"].get(host.address, {})
+        events = {e["event"]: _epoch(e["at"]) for e in detail.get("events", [])}
+        started = _epoch(detail.get("started_at")) or events.get("started")
+        issued = events.get("restart issued")
+        healthy = events.get("healthy") or _epoch(detail.get("finished_at"))
+        reboot_at = reboots.get(host.address, [None])[0] if reboots.get(host.address) else None
+        trans = monitor.transitions.get(host.address, [])
+        down_at = next((t for t, up in trans if not up), None)
+        up_at = next((t for t, up in trans if up and down_at and t > down_at), None)
+
+        def span(a: float | None, b: float | None) -> float | None:
+            return round(b - a, 3) if a is not None and b is not None else None
+
+        per_host[host.address] = {
+            "start_rel": span(t_put, started), "done_rel": span(t_put, healthy),
+            "act": span(started, issued), "delay": span(issued, reboot_at),
+            "request_to_down": span(reboot_at, down_at), "down": span(down_at, up_at),
+            "gate": span(up_at, healthy), "total": span(started, healthy)}
+    # Scheduling gap: each start after the first wave, against the latest "done"
+    # before it (the slot it took).
+    starts = sorted(v["start_rel"] for v in per_host.values() if v["start_rel"] is not None)
+    dones = sorted(v["done_rel"] for v in per_host.values() if v["done_rel"] is not None)
+    gaps = []
+    for s in starts:
+        before = [d for d in dones if d <= s]
+        if before:
+            gaps.append(round(s - before[-1], 3))
+
+    def stats(name: str) -> dict[str, float] | None:
+        values = [v[name] for v in per_host.values() if v[name] is not None]
+        if not values:
+            return None
+        return {"mean": round(statistics.mean(values), 3), "min": round(min(values), 3),
+                "max": round(max(values), 3)}
+
+    return {"phases": {name: stats(name) for name in
+                       ("act", "delay", "request_to_down", "down", "gate", "total")},
+            "first_start_rel": starts[0] if starts else None,
+            "slot_gaps": {"count": len(gaps),
+                          "mean": round(statistics.mean(gaps), 3) if gaps else None,
+                          "max": max(gaps) if gaps else None},
+            "per_host": per_host}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=20)
+    parser.add_argument("--max-unavailable", type=int, default=5)
+    parser.add_argument("--reboot-time", type=float, default=10.0)
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="for bootstrap, and again for the restart")
+    parser.add_argument("--details", action="store_true", help="per-host time breakdown")
+    args = parser.parse_args()
+
+    lab: Lab | None = None
+    stack: AllInOneStack | None = None
+    monitor: Monitor | None = None
+    try:
+        lab = Lab(reboot_time=args.reboot_time)
+        hosts = lab.start_hosts(args.hosts)
+        stack = AllInOneStack()
+        stack.start()
+        session = stack.session()
+        base = stack.base_url
+        resp = session.put(f"{base}/cluster/bench", json={}, timeout=30)
+        if resp.status_code not in (200, 201):
+            raise RuntimeError(f"PUT cluster: {resp.status_code} {resp.text}")
+        t0 = time.monotonic()
+        register(session, base, lab, hosts, args.timeout)
+        bootstrap_s = time.monotonic() - t0
+        boot_before = {h.address: h.boot_id() for h in hosts}
+        reboots_before = {h.address: sum(1 for r in h.requests() if is_reboot(r)) for h in hosts}
+
+        monitor = Monitor(hosts)
+        monitor.start()
+        url = f"{base}/cluster/bench/restart"
+        t_put_wall = time.time()
+        t_put = time.monotonic()
+        resp = session.put(url, json={"max_unavailable": args.max_unavailable}, timeout=30)
+        if resp.status_code not in (200, 201):
+            raise RuntimeError(f"PUT restart: {resp.status_code} {resp.text}")
+        op: dict[str, Any] = resp.json()
+        deadline = t_put + args.timeout
+        while time.monotonic() < deadline:
+            op = session.get(url, timeout=30).json()
+            if op.get("status") != "in_process":
+                break
+            time.sleep(0.1)
+        wall = time.monotonic() - t_put
+        time.sleep(0.2)  # one more sample or so after the end
+        monitor.stop()
+
+        reboots: dict[str, list[float]] = {}
+        problems: list[str] = []
+        for host in hosts:
+            reqs = [r for r in host.requests() if is_reboot(r)]
+            new = reqs[reboots_before[host.address]:]
+            reboots[host.address] = [float(r["time"]) for r in new]
+            if len(new) != 1:
+                problems.append(f"{host.address}: {len(new)} reboot request(s)")
+            if not host.is_up():
+                problems.append(f"{host.address}: down at the end")
+            elif host.boot_id() == boot_before[host.address]:
+                problems.append(f"{host.address}: same boot id")
+
+        batches = math.ceil(args.hosts / args.max_unavailable)
+        ideal = batches * args.reboot_time
+        ratio = wall / ideal
+        states = {a: d.get("state") for a, d in sorted(op.get("hosts", {}).items())}
+        all_done = (len(states) == args.hosts and all(s == "done" for s in states.values())
+                    and op.get("status") == "finished")
+        detail = breakdown(op, hosts, reboots, monitor, t_put_wall)
+        report: dict[str, Any] = {
+            "hosts": args.hosts, "max_unavailable": args.max_unavailable,
+            "reboot_time": args.reboot_time, "bootstrap_s": round(bootstrap_s, 2),
+            "wall_s": round(wall, 2), "ideal_s": ideal, "batches": batches,
+            "ratio": round(ratio, 3), "max_down_seen": monitor.max_down,
+            "monitor_samples": monitor.samples,
+            "status": op.get("status"), "reason": op.get("reason", ""),
+            "states": states, "problems": problems,
+            "breakdown": {k: v for k, v in detail.items()
+                          if k != "per_host" or args.details},
+            "goals": {"ratio<=1.3": ratio <= 1.3,
+                      f"max_down<={args.max_unavailable}":
+                          monitor.max_down <= args.max_unavailable,
+                      "all_done": all_done and not problems}}
+        print(json.dumps(report, indent=2))
+        return 0 if all(report["goals"].values()) else 1
+    except Exception as exc:
+        print(f"benchmark failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if stack is not None:
+            print(stack.logs(), file=sys.stderr)
+        return 2
+    finally:
+        if monitor is not None and monitor.is_alive():
+            monitor.stop()
+        if stack is not None:
+            stack.stop()
+            shutil.rmtree(stack.workdir, ignore_errors=True)
+        if lab is not None:
+            lab.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
