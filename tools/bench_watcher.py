@@ -20,7 +20,22 @@ other processes); the idle CPU of this process (the lab's supervisor thread)
 is measured first and reported, not subtracted. Only 127.0.0.0/8 is ever
 contacted: reach is confined to it and every address is asserted to be in it.
 
-Results on this 2-core machine (lab on the same cores), see the report.
+Results on this 2-core machine (lab on the same cores; NOT a quiet machine:
+other engineers' stacks and Ansible runs shared it, load average ~23):
+
+    concurrency 100, 1 cycle of 1,000:  2,448 checks/min, 6.15 ms CPU/check, 0 failed
+    concurrency 100, 60 s (2 cycles):   1,480 checks/min, 6.78 ms CPU/check, 0 failed
+    concurrency  50, 1 cycle:           2,194 checks/min, 6.97 ms CPU/check, 0 failed
+    concurrency 200:                    warm-up cycle had 5 failed checks (not measured)
+
+  Floor (FIELD-NOTES): asyncssh connect + one command 3.8-4.9 ms; the real path
+  costs 1.3-1.8x that. The machine was ~98-100 % busy; per check ~54-81 ms of
+  machine CPU, of which ~6-7 ms controller (~0.8 ms of it kernel), ~2.9 ms the
+  lab's Python forwarders and the rest (~43-71 ms) sshd and other processes, so
+  checks/min is bounded by the lab side on 2 cores, not by the watcher. Under
+  cProfile the controller's time is socket.send on loopback, asyncssh's
+  chacha20-poly1305 (a cipher context per packet: ~87 per check) and its packet
+  logging/isinstance overhead.
 """
 from __future__ import annotations
 
@@ -28,6 +43,7 @@ import argparse
 import cProfile
 import ipaddress
 import json
+import os
 import resource
 import sys
 import time
@@ -53,6 +69,7 @@ class FakeStorageBus:
         self.records = {r["address"]: r for r in records}
         self.creds = creds
         self.recorded = 0
+        self.reasons: list[str] = []
         self.calls: dict[str, int] = {}
 
     def call(self, method: str, params: dict[str, Any] | None = None,
@@ -67,6 +84,8 @@ class FakeStorageBus:
             return dict(self.creds, address=params["address"])
         if method == "storage.record_checks":
             self.recorded += len(params["checks"])
+            self.reasons += [c["changes"]["status_reason"] for c in params["checks"]
+                             if c["changes"].get("status") == "failed"]
             return {"recorded": len(params["checks"])}
         if method == "storage.get":
             raise errors.NotFound(f"{params.get('kind')} {params.get('key')}")
@@ -87,6 +106,27 @@ def build_lab(lab: Lab, hosts: int, addresses: int) -> list[tuple[str, str]]:
             key = host.host_public_key()
             pairs += [(a, key) for a in lab.add_addresses(host, share)]
     return pairs
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]
+    return (sum(fields[:8]) - idle) / tick, sum(fields[:8]) / tick
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """utime + stime of processes (the lab's forwarders)."""
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def idle_cpu_ms_per_s(seconds: float = 2.0) -> float:
@@ -132,11 +172,15 @@ def main() -> int:
 
         warm = watcher.run_cycle()  # creds fetched and keys parsed once, as in service
         if warm["failed"]:
-            raise RuntimeError(f"warm-up cycle: {warm['failed']} failed checks")
+            raise RuntimeError(f"warm-up cycle: {warm['failed']} failed checks, e.g. "
+                               f"{bus.reasons[:2]}")
         idle = idle_cpu_ms_per_s()
 
         cycles: list[dict[str, Any]] = []
         profiler = cProfile.Profile() if args.profile else None
+        forwarders = [p.pid for p in lab._forwarders]
+        fwd0, (busy0, total0) = process_cpu_seconds(forwarders), machine_cpu_seconds()
+        ru0 = resource.getrusage(resource.RUSAGE_SELF)
         cpu0, wall0 = time.process_time(), time.monotonic()
         if profiler:
             profiler.enable()
@@ -151,6 +195,10 @@ def main() -> int:
             profiler.dump_stats(args.profile)
         wall = time.monotonic() - wall0
         cpu = time.process_time() - cpu0
+        ru1 = resource.getrusage(resource.RUSAGE_SELF)
+        fwd = process_cpu_seconds(forwarders) - fwd0
+        busy1, total1 = machine_cpu_seconds()
+        busy, machine = busy1 - busy0, total1 - total0
 
         checks = sum(c["checked"] for c in cycles)
         failed = sum(c["failed"] for c in cycles)
@@ -169,6 +217,18 @@ def main() -> int:
             "cpu_per_check_ms_inside_run_cycle": round(cycle_cpu_ms, 2),
             "idle_cpu_ms_per_s_of_this_process": round(idle, 2),
             "cycle_seconds": [c["seconds"] for c in cycles],
+            "failure_reasons": sorted(set(bus.reasons))[:5],
+            "where_the_cpu_went": {
+                "machine_busy_percent": round(100 * busy / machine, 1) if machine else None,
+                "machine_busy_ms_per_check": round(busy * 1000 / checks, 2) if checks else None,
+                "controller_ms_per_check": round(cpu_ms, 2),
+                "controller_user_ms_per_check": round(
+                    (ru1.ru_utime - ru0.ru_utime) * 1000 / checks, 2) if checks else None,
+                "controller_kernel_ms_per_check": round(
+                    (ru1.ru_stime - ru0.ru_stime) * 1000 / checks, 2) if checks else None,
+                "lab_forwarders_ms_per_check": round(fwd * 1000 / checks, 2) if checks else None,
+                "rest_sshd_and_other_ms_per_check": round(
+                    (busy - cpu - fwd) * 1000 / checks, 2) if checks else None},
             "floor": (f"FIELD-NOTES floor: asyncssh connect + one command {FLOOR_MS[0]}-"
                       f"{FLOOR_MS[1]} ms CPU per host; measured {cpu_ms:.2f} ms per check "
                       f"= {cpu_ms / FLOOR_MS[1]:.2f}-{cpu_ms / FLOOR_MS[0]:.2f}x the floor"),
