@@ -28,7 +28,7 @@ from commissaire_service.clusterexec import budget
 logger = logging.getLogger(__name__)
 
 VERSION_COMMAND = (
-    "if [ -e /run/ostree-booted ]; then rpm-ostree status --json | python3 -c "
+    "if [ -e /run/ostree-booted ] || [ -e /etc/commissaire-lab ]; then rpm-ostree status --json | python3 -c "
     "'import json,sys; print(next(d.get(\"version\",\"\") for d in json.load(sys.stdin)"
     "[\"deployments\"] if d.get(\"booted\")))'; else . /etc/os-release; echo \"$VERSION_ID\"; fi")
 
