@@ -72,11 +72,14 @@ def _given(options: list[str], letter: str) -> bool:
 
 
 def ssh_command(ssh: str, key_file: str, user: str, port: int | None, address: str,
-                extra: Sequence[str]) -> list[str]:
+                extra: Sequence[str], known_hosts: str | None = None) -> list[str]:
     """The ssh command line. A -l or -p the operator passed wins (ssh takes the first one
-    given, so ours are left out rather than put first)."""
+    given, so ours are left out rather than put first). With `known_hosts` (the host
+    key Commissaire pinned), ssh checks the host against it strictly."""
     options, command = split_ssh_args(extra)
     argv = [ssh, "-i", key_file, "-o", "IdentitiesOnly=yes"]
+    if known_hosts:
+        argv += ["-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes"]
     if not _given(options, "l"):
         argv += ["-l", user]
     if port and not _given(options, "p"):
@@ -134,8 +137,18 @@ def run(client: Client, address: str, extra: Sequence[str], env: Mapping[str, st
                 fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
                 with os.fdopen(fd, "wb") as handle:
                     handle.write(key)
+                known_hosts = None
+                pinned = str(host.get("ssh_host_key") or "").strip()
+                if pinned:
+                    # The key pinned at registration: the operator gets the same
+                    # protection as the control plane, with no prompt.
+                    known_hosts = os.path.join(workdir, "known_hosts")
+                    name = address if not port or port == 22 else f"[{address}]:{port}"
+                    with open(known_hosts, "w", encoding="utf-8") as handle:
+                        handle.write(f"{name} {pinned}\n")
                 argv = ssh_command(ssh, key_file, str(creds["remote_user"]),
-                                   port if isinstance(port, int) else None, address, extra)
+                                   port if isinstance(port, int) else None, address, extra,
+                                   known_hosts)
                 return subprocess.call(argv, env=dict(env))
             except FileNotFoundError:
                 raise CommctlError(f"cannot run {ssh}: not found (install openssh-client)") from None

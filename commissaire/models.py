@@ -279,7 +279,10 @@ class Cluster(Model):
     def with_host_statuses(self, statuses: list[str]) -> Cluster:
         """Fill the computed fields from the statuses of the member hosts."""
         total = len(statuses)
-        available = sum(1 for s in statuses if s == "active")
+        # Without a container manager, bootstrapped hosts are "disassociated" by
+        # design (seed status list): they are the available ones of such a cluster.
+        healthy = ("active",) if self.container_manager else ("active", "disassociated")
+        available = sum(1 for s in statuses if s in healthy)
         self.hosts = {"total": total, "available": available, "unavailable": total - available}
         if total == 0 or available == total:
             self.status = "ok"

@@ -11,6 +11,7 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Iterable
+from typing import Any
 
 import asyncssh
 
@@ -88,8 +89,24 @@ async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) ->
     return key.export_public_key("openssh").decode().strip()
 
 
+# AES-GCM first: hardware-accelerated, and asyncssh's chacha20-poly1305 builds a
+# cipher context per packet (~0.6 ms more CPU per probe here). Both are sound.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+           "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
+
+
+def _algorithms(kex_algorithms: str) -> dict[str, Any]:
+    """Connection options: our cipher order; key exchange as the operator set it
+    (post-quantum by default; curve25519-sha256 costs ~1.3 ms less CPU per probe)."""
+    options: dict[str, Any] = {"encryption_algs": CIPHERS}
+    kex = [k.strip() for k in kex_algorithms.split(",") if k.strip()]
+    if kex:
+        options["kex_algs"] = kex
+    return options
+
+
 async def probe(target: ProbeTarget, timeout: float = 10.0,
-                command: str = BOOT_ID_COMMAND) -> ProbeResult:
+                command: str = BOOT_ID_COMMAND, kex_algorithms: str = "") -> ProbeResult:
     """Connect, authenticate against the pinned host key, run one command."""
     refused = reach.refusal(target.address)
     if refused:
@@ -104,7 +121,7 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
         async with asyncssh.connect(
                 target.address, target.port, username=target.user, client_keys=[key],
                 known_hosts=known, connect_timeout=timeout, login_timeout=timeout,
-                agent_path=None, config=[]) as conn:
+                agent_path=None, config=[], **_algorithms(kex_algorithms)) as conn:
             result = await asyncio.wait_for(conn.run(command, check=False), timeout)
             if result.exit_status != 0:
                 return ProbeResult(UNREACHABLE, f"'{command}' exited {result.exit_status} on "
@@ -124,12 +141,13 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
 
 
 async def probe_many(targets: Iterable[ProbeTarget], concurrency: int = 50,
-                     timeout: float = 10.0) -> dict[str, ProbeResult]:
+                     timeout: float = 10.0, kex_algorithms: str = "") -> dict[str, ProbeResult]:
     """Probe many hosts, at most `concurrency` at once."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(target: ProbeTarget) -> tuple[str, ProbeResult]:
         async with gate:
-            return target.address, await probe(target, timeout)
+            return target.address, await probe(target, timeout,
+                                               kex_algorithms=kex_algorithms)
 
     return dict(await asyncio.gather(*(one(t) for t in targets)))

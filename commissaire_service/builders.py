@@ -36,7 +36,8 @@ def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
 def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
     _confine(config)
     return WatcherService(bus, interval=float(config.get("interval", 30)),
-                          concurrency=int(config.get("concurrency", 100)))
+                          concurrency=int(config.get("concurrency", 100)),
+                          kex_algorithms=config.get("ssh-kex-algorithms", ""))
 
 
 def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:

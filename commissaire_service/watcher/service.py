@@ -46,9 +46,10 @@ class WatcherService(Service):
     name = "watcher"
 
     def __init__(self, bus: Bus, interval: float = 30.0, timeout: float | None = None,
-                 concurrency: int = 100, start: bool = True) -> None:
+                 concurrency: int = 100, start: bool = True, kex_algorithms: str = "") -> None:
         super().__init__()
         self.bus = bus
+        self.kex_algorithms = kex_algorithms
         self.interval = interval
         self.timeout = timeout if timeout is not None else max(1.0, min(10.0, interval * 0.6))
         self.concurrency = concurrency
@@ -141,7 +142,8 @@ class WatcherService(Service):
         cpu_started = time.process_time()
         hosts = self.due()
         targets = [t for t in (self._target(h) for h in hosts) if t is not None]
-        results = asyncio.run(probe_many(targets, self.concurrency, self.timeout)) \
+        results = asyncio.run(probe_many(targets, self.concurrency, self.timeout,
+                                         self.kex_algorithms)) \
             if targets else {}
         checks = [self._check(h, results[h["address"]]) for h in hosts
                   if h["address"] in results]

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -127,6 +128,28 @@ def test_ssh_uses_the_stored_key_0600_and_removes_it(commctl: Commctl, key_file:
     assert seen["mode"] == 0o600 and seen["dir_mode"] == 0o700
     assert seen["content"] == key_file.read_text()
     assert not os.path.exists(key) and not os.path.exists(os.path.dirname(key))
+
+
+def test_ssh_checks_the_host_key_pinned_at_registration(
+        commctl: Commctl, key_file: Path, fake_ssh: Path, tmp_path: Path, server: Any) -> None:
+    commctl("host", "create", "-p", "2222", "127.0.100.6", str(key_file))
+    pinned = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPinnedPinnedPinnedPinnedPinnedPinnedPinnedPi"
+    server.storage.update_host("127.0.100.6", {"ssh_host_key": pinned})
+    record = tmp_path / "record.json"
+    script = tmp_path / "copy-known-hosts"
+    # The fake ssh records argv; read the known_hosts file while it still exists.
+    script.write_text(FAKE_SSH.replace(
+        'python3 - "$FAKE_SSH_RECORD"',
+        'for a in "$@"; do case "$a" in UserKnownHostsFile=*) cp "${a#*=}" "$COPY";; esac; '
+        'done\npython3 - "$FAKE_SSH_RECORD"'))
+    script.chmod(0o755)
+    copy = tmp_path / "known_hosts"
+    result = commctl("host", "ssh", "127.0.100.6", "true", COMMCTL_SSH=str(script),
+                     FAKE_SSH_RECORD=str(record), COPY=str(copy))
+    assert result.code == 0, result.err
+    argv = json.loads(record.read_text())["argv"]
+    assert "StrictHostKeyChecking=yes" in argv
+    assert copy.read_text() == f"[127.0.100.6]:2222 {pinned}\n"
 
 
 def test_ssh_failure_is_its_exit_code_and_the_key_is_gone(commctl: Commctl, key_file: Path,
