@@ -155,10 +155,11 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
 
 
 def create_app(config: ServerConfig, bus: Bus) -> falcon.App:
-    app = falcon.App(middleware=[
+    middleware: list[Any] = [
         RequestId(),
         build_auth_middleware(config.authentication_plugins, config.self_auths),
-    ])
+    ]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     for route in routes(bus, config):

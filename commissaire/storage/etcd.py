@@ -142,7 +142,8 @@ class EtcdStoreHandler(StoreHandler):
     def _stream_changes(self, start_revision: int, on_created: Callable[[], None],
                         on_change: Callable[[Item | str, int], None]) -> None:
         client = self._new_client()
-        request = {"create_request": {**self._prefix_range(), "start_revision": start_revision}}
+        request: dict[str, Any] = {"create_request": {**self._prefix_range(),
+                                                      "start_revision": start_revision}}
         response = client.session.post(client.get_url("/watch"), json=request, stream=True,
                                        timeout=(self._client_args["timeout"], None))
         self._watch_response = response
