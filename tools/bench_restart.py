@@ -33,6 +33,8 @@ import datetime as dt
 import json
 import math
 import os
+import re
+import resource
 import shutil
 import socket
 import statistics
@@ -206,6 +208,60 @@ def register(session: Any, base: str, lab: Lab, hosts: list[LabHost], timeout: f
     raise RuntimeError(f"hosts not bootstrapped within {timeout:g} s: {statuses}")
 
 
+def action_cost(lab: Lab, hosts: list[LabHost], op: dict[str, Any], width: int
+                ) -> dict[str, Any]:
+    """After the restart: what one host's action costs without its reboot. The same
+    playbook through the same runner as the executor (restart.yml, one
+    ansible-playbook per host, the operation's id, so its marker makes it a no-op
+    on the host), once for one host and then for `width` hosts at once (the
+    executor's wave); and the health gate's SSH probe (asyncssh, boot id)."""
+    import asyncio
+
+    from commissaire import reach
+    from commissaire.ansible import runner
+    from commissaire.ssh import ProbeTarget, probe
+
+    reach.set_allowed_networks(["127.0.0.0/8"])
+    key = Path(lab.private_key_path).read_text()
+    op_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"restart-bench-{op.get('started_at') or ''}")
+    targets = [runner.Target(address=h.address, private_key=key, host_key=h.host_public_key(),
+                             hostvars={"commissaire_os": "lab"}) for h in hosts[:width]]
+
+    def one(target: runner.Target) -> float:
+        t = time.monotonic()
+        result = runner.run_playbook("restart.yml", [target],
+                                     extravars={"commissaire_operation_id": op_id})
+        if result.hosts[target.address].outcome != runner.OK:
+            raise RuntimeError(f"restart.yml on {target.address}: "
+                               f"{result.hosts[target.address].message}")
+        return time.monotonic() - t
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    single = [one(targets[0]) for _ in range(2)]
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) / len(single)
+    t = time.monotonic()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        parallel = list(pool.map(one, targets))
+    wave = time.monotonic() - t
+    probes = []
+    host = hosts[0]
+    for _ in range(5):
+        t = time.monotonic()
+        result = asyncio.run(probe(ProbeTarget(host.address, key, host_key=host.host_public_key()),
+                                   timeout=10))
+        probes.append(time.monotonic() - t)
+        if not result.ok:
+            raise RuntimeError(f"probe {host.address}: {result.message}")
+    return {"playbook_one_host_s": [round(x, 2) for x in single],
+            "playbook_one_host_child_cpu_s": round(cpu, 2),
+            "cpus": os.cpu_count(),
+            f"playbook_{width}_at_once_s": {"each": [round(x, 2) for x in parallel],
+                                            "wall": round(wave, 2)},
+            "probe_s": {"mean": round(statistics.mean(probes), 3),
+                        "max": round(max(probes), 3)}}
+
+
 def breakdown(op: dict[str, Any], hosts: list[LabHost], reboots: dict[str, list[float]],
               monitor: Monitor, t_put: float) -> dict[str, Any]:
     """Where each host's time went, and the scheduling gaps between hosts."""
@@ -265,6 +321,8 @@ def main() -> int:
     parser.add_argument("--timeout", type=float, default=600.0,
                         help="for bootstrap, and again for the restart")
     parser.add_argument("--details", action="store_true", help="per-host time breakdown")
+    parser.add_argument("--no-action-cost", dest="action_cost", action="store_false",
+                        help="skip timing restart.yml and the probe alone after the run")
     parser.add_argument("--no-lab-race-workaround", dest="consume", action="store_false",
                         help="leave the lab's double-reboot race (see BootCounter) open")
     args = parser.parse_args()
@@ -322,6 +380,12 @@ def main() -> int:
             elif host.boot_id() == boot_before[host.address]:
                 problems.append(f"{host.address}: same boot id")
 
+        if args.action_cost:
+            cost = action_cost(lab, hosts, op, args.max_unavailable)
+            for host in hosts:  # the marker must have kept these runs from rebooting
+                n = sum(1 for r in host.requests() if is_reboot(r)) - reboots_before[host.address]
+                if n != 1:
+                    problems.append(f"{host.address}: {n} reboot request(s) after action_cost")
         boots = counter.since(t_put_wall)
         extra_boots = {a: n - 1 for a, n in boots.items() if n != 1}
         batches = math.ceil(args.hosts / args.max_unavailable)
@@ -344,6 +408,7 @@ def main() -> int:
             "states": states, "problems": problems,
             "lab_race_workaround": args.consume, "lab_requests_consumed": counter.consumed,
             "lab_extra_boots": extra_boots,
+            "action_cost": cost if args.action_cost else None,
             "breakdown": {k: v for k, v in detail.items()
                           if k != "per_host" or args.details},
             "goals": {"ratio<=1.3": ratio <= 1.3,
