@@ -24,6 +24,7 @@ from commissaire.ansible import runner
 from commissaire.models import OPERATIONS, utcnow
 from commissaire.ssh import ProbeTarget, probe
 from commissaire_service.clusterexec import budget
+from commissaire_service.clusterexec.batch import PlaybookBatcher
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +45,10 @@ class LostLock(Exception):
 
 class Settings:
     def __init__(self, gate_timeout: float = 600.0, poll: float = 0.5,
-                 ssh: runner.SSHSettings | None = None) -> None:
+                 ssh: runner.SSHSettings | None = None, batch_window: float = 0.3) -> None:
         self.gate_timeout = gate_timeout
         self.poll = poll
+        self.batch_window = batch_window
         self.ssh = ssh or runner.SSHSettings()
 
 
@@ -65,6 +67,10 @@ class Executor:
         self._threads: dict[str, threading.Thread] = {}
         self._wake = threading.Event()
         self.max_seen_unavailable = 0
+        self._batcher = PlaybookBatcher(
+            lambda playbook, targets, extravars: runner.run_playbook(
+                playbook, targets, extravars=extravars, settings=settings.ssh),
+            window=settings.batch_window)
 
     # -- store access ------------------------------------------------------
 
@@ -244,9 +250,7 @@ class Executor:
         extravars = {"commissaire_operation_id": self.operation_id(op)}
         if self.operation.operation == "deploy":
             extravars["commissaire_deploy_version"] = op.get("version", "")
-        result = runner.run_playbook(f"{self.operation.operation}.yml", [target],
-                                     extravars=extravars, settings=self.settings.ssh)
-        return result.hosts[target.address]
+        return self._batcher.run(f"{self.operation.operation}.yml", target, extravars)
 
     def _probe(self, target: runner.Target, command: str | None = None) -> Any:
         probe_target = ProbeTarget(target.address, target.private_key, target.user,

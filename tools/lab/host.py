@@ -390,8 +390,13 @@ class LabHost:
             if self._boot_at is not None:
                 if now >= self._boot_at:
                     self.start(wait=False)
-            elif self._booted() and os.path.exists(self._path(LAB_DIR + "/reboot-requested")):
-                self.reboot(wait=False)
+            elif self._booted():
+                request = self._path(LAB_DIR + "/reboot-requested")
+                if os.path.exists(request):
+                    # Consumed here, not by the next boot's init: under load the
+                    # supervisor would see it again before init ran and reboot twice.
+                    os.unlink(request)
+                    self.reboot(wait=False)
         finally:
             self._lock.release()
 
