@@ -33,7 +33,7 @@ class ServerConfig:
     bus_timeout: float = 10.0
     trusted_proxies: list[str] = field(default_factory=list)
     workers: int = 2
-    threads: int = 4
+    threads: int = 10
     data_dir: str = "./var/commissaire"
     page_limit: int = 1000
 

@@ -31,6 +31,9 @@ class _Application(BaseApplication):  # type: ignore[misc]
                 self.cfg.set(key, value)
 
     def load(self) -> Any:
+        # Request threads mostly wait on the bus; a shorter GIL switch interval
+        # (default 5 ms) lets a woken thread answer sooner: lower tail latency.
+        sys.setswitchinterval(0.001)
         return self.app_factory()
 
 
