@@ -304,6 +304,10 @@ class EtcdStoreHandler(StoreHandler):
             self._post("/lease/revoke", {"ID": lease_id})
         except errors.NotFound:
             logger.debug("etcd lease %s was already gone", lease_id)
+        finally:
+            if self.cache is not None:
+                # etcd deleted the lease's keys; which ones, only the watch will say.
+                self.cache.resync()
 
 
 StoreHandlerClass = EtcdStoreHandler

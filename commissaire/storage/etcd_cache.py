@@ -41,6 +41,7 @@ class WatchedCache:
         self._keys: list[str] = []  # sorted keys with a live item
         self._live = threading.Event()
         self._stopping = threading.Event()
+        self._resync = threading.Event()
         self._thread = threading.Thread(target=self._run, name="etcd-watch-cache", daemon=True)
         self._thread.start()
 
@@ -111,7 +112,7 @@ class WatchedCache:
                     self._entries = {i.key: (i, i.revision) for i in items}
                     self._keys = sorted(self._entries)
                 self._stream(revision + 1, self._live.set, self._on_change)
-                if not self._stopping.is_set():
+                if not self._stopping.is_set() and not self._resync.is_set():
                     logger.warning("etcd watch ended; reloading")
             except Exception as exc:
                 if not self._stopping.is_set():
@@ -119,7 +120,20 @@ class WatchedCache:
                                    "back", exc or type(exc).__name__)
             finally:
                 self._live.clear()
+            if self._resync.is_set():
+                self._resync.clear()
+                continue
             self._stopping.wait(1.0)
+
+    def resync(self) -> None:
+        """Forget the copy now (reads go to etcd) and reload it: for changes etcd
+        makes that we cannot apply ourselves, like keys deleted by a lease revoke."""
+        self._resync.set()
+        self._live.clear()
+        try:
+            self._interrupt()
+        except Exception:  # noqa: BLE001  (the stream may already be gone)
+            logger.debug("interrupting the etcd watch failed", exc_info=True)
 
     def close(self) -> None:
         self._stopping.set()
