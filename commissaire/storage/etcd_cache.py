@@ -12,6 +12,7 @@ go to etcd directly and fail as they would without the cache.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import threading
 from collections.abc import Callable
@@ -36,8 +37,10 @@ class WatchedCache:
         self._stream = stream
         self._interrupt = interrupt
         self._lock = threading.Lock()
-        # key → (item, revision); item None is a deletion at that revision.
-        self._entries: dict[str, tuple[Item | None, int]] = {}
+        # key → (JSON text, revision); None is a deletion at that revision. Text,
+        # not objects: every read decodes its own copy, so a caller changing what
+        # it read (a read-modify-write) can never change the copy.
+        self._entries: dict[str, tuple[str | None, int]] = {}
         self._keys: list[str] = []  # sorted keys with a live item
         self._live = threading.Event()
         self._stopping = threading.Event()
@@ -59,7 +62,9 @@ class WatchedCache:
             return MISS
         with self._lock:
             entry = self._entries.get(key)
-        return None if entry is None else entry[0]
+        if entry is None or entry[0] is None:
+            return None
+        return Item(key, json.loads(entry[0]), entry[1])
 
     def list(self, prefix: str) -> list[Item] | None:
         """Items under `prefix` sorted by key; None when the copy is not live."""
@@ -71,10 +76,10 @@ class WatchedCache:
             for key in self._keys[start:]:
                 if not key.startswith(prefix):
                     break
-                item = self._entries[key][0]
-                if item is not None:
-                    found.append(item)
-        return found
+                text, revision = self._entries[key]
+                if text is not None:
+                    found.append((key, text, revision))
+        return [Item(key, json.loads(text), revision) for key, text, revision in found]
 
     # -- updates -------------------------------------------------------------
 
@@ -88,7 +93,7 @@ class WatchedCache:
         if current is not None and current[1] > revision:
             return
         had = current is not None and current[0] is not None
-        self._entries[key] = (item, revision)
+        self._entries[key] = (None if item is None else json.dumps(item.value), revision)
         if item is not None and not had:
             bisect.insort(self._keys, key)
         elif item is None and had:
@@ -109,7 +114,7 @@ class WatchedCache:
             try:
                 revision, items = self._load()
                 with self._lock:
-                    self._entries = {i.key: (i, i.revision) for i in items}
+                    self._entries = {i.key: (json.dumps(i.value), i.revision) for i in items}
                     self._keys = sorted(self._entries)
                 self._stream(revision + 1, self._live.set, self._on_change)
                 if not self._stopping.is_set() and not self._resync.is_set():

@@ -176,3 +176,19 @@ def test_a_cached_handler_reports_a_stopped_etcd(handlers: list[EtcdStoreHandler
             return url in exc.description
         return False
     assert wait_until(refused)
+
+
+def test_changing_what_was_read_never_changes_the_cached_copy(
+        etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> None:
+    """A read-modify-write that changes its record and then gives up leaves no trace."""
+    store = _cached(etcd_server.url, f"/copy-{time.monotonic_ns()}/", handlers)
+    value = {"hosts": {"a": {"state": "pending"}}}
+    assert store.commit(Txn(puts=[("op", value)]))
+    value["hosts"]["a"]["state"] = "changed after the commit"
+    read = store.get("op")
+    assert read is not None and read.value == {"hosts": {"a": {"state": "pending"}}}
+    read.value["hosts"]["a"]["state"] = "changed by a reader"
+    listed = store.list("")
+    listed[0].value["hosts"].clear()
+    again = store.get("op")
+    assert again is not None and again.value == {"hosts": {"a": {"state": "pending"}}}
