@@ -103,6 +103,11 @@ def _cluster_commands(top: argparse._SubParsersAction) -> None:
         leaf.add_argument("name", help="name of the cluster")
         if operation == "deploy":
             leaf.add_argument("version", help="the OSTree version to deploy")
+        elif operation == "upgrade":
+            # The seed's example passes one (`upgrade start datacenter1 7.2.2`), its
+            # API takes none: accepted, and the operator told it is not used.
+            leaf.add_argument("version", nargs="?", help="ignored: an upgrade goes to the "
+                                                         "newest packages of the host's OS")
         leaf.add_argument("--max-unavailable", type=max_unavailable, metavar="N|N%",
                           help="hosts (or percent of them) that may be down at once, "
                                "counting hosts already unhealthy")

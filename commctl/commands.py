@@ -154,6 +154,9 @@ def operation_start(ctx: Context, args: Args) -> int:
     body: dict[str, Any] = {}
     if args.operation == "deploy":
         body["version"] = args.version
+    elif getattr(args, "version", None):
+        ctx.warn(f"version {args.version!r} ignored: an upgrade installs the newest packages "
+                 "of each host's OS (use `cluster deploy start` for a given OSTree version)")
     for name in ("max_unavailable", "failure_tolerance", "drain", "drain_timeout"):
         if getattr(args, name) is not None:
             body[name] = getattr(args, name)

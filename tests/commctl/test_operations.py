@@ -138,3 +138,11 @@ def test_watch_on_a_terminal_redraws_in_place(server: LiveServer, commctl: Commc
     assert status == ExitStatus.OK
     # Redrawn each time, even when unchanged, at the top of a cleared screen.
     assert out.getvalue().count(watch.CLEAR) == 3
+
+
+def test_the_seeds_upgrade_example_with_a_version_works_and_says_it_is_ignored(
+        commctl: Commctl, cluster: str) -> None:
+    upgrade = commctl("-o", "json", "cluster", "upgrade", "start", "c1", "7.2.2")
+    assert upgrade.code == 0, upgrade.err
+    assert upgrade.json["status"] == "in_process"
+    assert "'7.2.2' ignored" in upgrade.err
