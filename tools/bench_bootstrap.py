@@ -24,7 +24,13 @@ B  `ansible-playbook playbooks/investigate.yml -f FORKS` on group B with the
 Before both, one untimed `ansible-playbook playbooks/facts.yml` against a
 spare host warms the page cache for Ansible. The stack is stopped before B runs.
 
-Results on this 2-core machine (order AB, forks 50, 50 hosts each; NOT a quiet
+Results on a quiet machine (2026-11-29, forks 50, 50 hosts each): order AB:
+A 137.2 s, B 106.3 s (1.29x); order BA: B 141.2 s, A 149.4 s (1.06x); both
+orders together 1.16x. The order moves B alone by 35 s, so run both. At 30
+hosts, commissaire.ansible.runner.run_playbook alone took 76.9 s against 76.2 s
+for plain ansible-playbook: ansible-runner itself adds ~1%.
+
+Earlier results on this 2-core machine (order AB, forks 50, 50 hosts each; NOT a quiet
 machine: other engineers' stacks and Ansible runs shared it):
 
     A control plane 193.0 s (registration of 50: 0.44 s), all disassociated
