@@ -148,8 +148,8 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
                  on_ok: OnOk | None = None) -> RunResult:
     """Run `playbook` (a file name under playbooks/ or a path) against `targets`."""
     settings = settings or SSHSettings()
-    refused = {t.address: HostResult(UNREACHABLE, reach.refusal(t.address))
-               for t in targets if reach.refusal(t.address)}
+    reasons = {t.address: reach.refusal(t.address) for t in targets}
+    refused = {a: HostResult(UNREACHABLE, why) for a, why in reasons.items() if why}
     targets = [t for t in targets if t.address not in refused]
     if not targets:
         return RunResult(refused, "failed")

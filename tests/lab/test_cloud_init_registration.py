@@ -21,8 +21,7 @@ from __future__ import annotations
 import shlex
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import pytest
 import requests
 import yaml
 
+from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
 from tools.stack import AllInOneStack, remove
 
@@ -60,16 +60,6 @@ def stack() -> Iterator[AllInOneStack]:
 def api(stack: AllInOneStack) -> requests.Session:
     return stack.session()
 
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.3)
-    raise AssertionError(f"{what} within {timeout} s (last: {last})")
 
 
 def user_data(stack: AllInOneStack, lab: Lab, cluster: str, address: str,

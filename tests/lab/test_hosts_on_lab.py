@@ -11,7 +11,7 @@ import base64
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from tests.k8s_standin.server import KubeStandIn
+from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
 from tools.stack import AllInOneStack, remove
 
@@ -64,16 +65,6 @@ def kube() -> Iterator[KubeStandIn]:
 def url(api: requests.Session, path: str) -> str:
     return api.base + path  # type: ignore[attr-defined]
 
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s (last: {last})")
 
 
 def host_in(api: requests.Session, address: str, *statuses: str) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
 from tools.stack import DistributedStack, remove
 
@@ -57,16 +58,6 @@ class Api:
 def api(stack: DistributedStack) -> Api:
     return Api(stack)
 
-
-def wait_for(check: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.2)
-    raise AssertionError(f"{what} within {timeout} s (last: {last})")
 
 
 class DownMonitor:
