@@ -62,6 +62,7 @@ class SqliteStoreHandler(StoreHandler):
         self._lock = threading.Lock()  # guards the pool (file) or the one connection (memory)
         self._idle: list[sqlite3.Connection] = []
         self._schema_ready = False
+        self._setup_lock = threading.Lock()  # one connection sets the file up, first
         self._closed = False
 
     # -- connections -----------------------------------------------------
@@ -70,19 +71,36 @@ class SqliteStoreHandler(StoreHandler):
         conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                check_same_thread=False)
         try:
-            if not self._memory:
-                conn.execute("PRAGMA journal_mode=WAL")
-            if not self._schema_ready:
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute("COMMIT")
-                self._schema_ready = True
+            with self._setup_lock:
+                if not self._schema_ready:
+                    self._set_up(conn)
+                    self._schema_ready = True
         except BaseException:
             conn.close()
             raise
         return conn
+
+    def _set_up(self, conn: sqlite3.Connection) -> None:
+        """WAL mode (persistent in the file) and the schema, once per handler.
+
+        Switching to WAL can answer "database is locked" without waiting for the busy
+        timeout while another connection opens the same file, so it is retried here.
+        """
+        if not self._memory:
+            deadline = time.monotonic() + self.timeout
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+        conn.execute("BEGIN IMMEDIATE")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("COMMIT")
 
     @contextlib.contextmanager
     def _conn(self) -> Iterator[sqlite3.Connection]:

@@ -5,6 +5,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,29 @@ def test_memory_handlers_do_not_share_data() -> None:
     one, two = SqliteStoreHandler(":memory:"), SqliteStoreHandler(":memory:")
     assert one.commit(Txn(puts=[("a", {})]))
     assert two.get("a") is None
+
+
+def test_first_use_from_racing_threads_is_not_locked(tmp_path: Path) -> None:
+    """Fresh files opened by two threads at once: the WAL switch once answered 'locked'."""
+    failures: list[BaseException] = []
+    for n in range(100):
+        store = SqliteStoreHandler(str(tmp_path / f"s{n}.db"))
+        start = threading.Barrier(2)
+
+        def work(s: SqliteStoreHandler = store, b: threading.Barrier = start) -> None:
+            try:
+                b.wait()
+                increment(s, "counter")
+            except BaseException as exc:  # surfaced by the assert below
+                failures.append(exc)
+
+        workers = [threading.Thread(target=work) for _ in range(2)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join(30)
+        store.close()
+    assert failures == []
 
 
 def test_store_revision_counts_every_change(tmp_path: Path) -> None:
