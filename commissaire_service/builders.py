@@ -44,7 +44,7 @@ def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:
     return ClusterExecService(bus, lease_ttl=int(config.get("lease-ttl", 10)),
                               settings=Settings(
                                   gate_timeout=float(config.get("gate-timeout", 600)),
-                                  poll=float(config.get("gate-poll", 0.25)),
+                                  poll=float(config.get("gate-poll", 0.1)),
                                   batch_window=float(config.get("batch-window", 0.15)),
                                   ssh=_ssh(config)))
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import OPERATIONS, utcnow
-from commissaire.ssh import ProbeTarget, probe
+from commissaire.ssh import BOOT_ID_COMMAND, ProbeTarget, probe
 from commissaire_service.clusterexec import budget
 from commissaire_service.clusterexec.batch import PlaybookBatcher
 
@@ -32,6 +32,9 @@ VERSION_COMMAND = (
     "if [ -e /run/ostree-booted ] || [ -e /etc/commissaire-lab ]; then rpm-ostree status --json | python3 -c "
     "'import json,sys; print(next(d.get(\"version\",\"\") for d in json.load(sys.stdin)"
     "[\"deployments\"] if d.get(\"booted\")))'; else . /etc/os-release; echo \"$VERSION_ID\"; fi")
+
+GATE_PROBE_TIMEOUT = 5.0  # seconds for one health-gate probe to connect and answer
+LOOP_POLL = 0.5  # at most this long between two looks at the operation's record
 
 
 class Bus(Protocol):
@@ -128,7 +131,9 @@ class Executor:
                     running.append(address)
                 self.max_seen_unavailable = max(self.max_seen_unavailable,
                                                 len(running) + len(unhealthy))
-            self._wake.wait(self.settings.poll)
+            # Woken at once when a host finishes; the timeout only bounds how late
+            # an abort or a resumed host is noticed.
+            self._wake.wait(max(self.settings.poll, LOOP_POLL))
             self._wake.clear()
         raise LostLock()
 
@@ -206,11 +211,19 @@ class Executor:
         elif manager:
             self._manager_call("cordon", manager, address)
         outcome = self._run_action(target, op)
-        if outcome.outcome != runner.OK:
+        marker = ""
+        if outcome.outcome == runner.UNREACHABLE:
+            # The host answered the probe just before, so the connection most likely
+            # dropped because the restart went through; the gate finds out which.
+            marker = self.restart_marker(op)
+            self.update(address, f"{self.operation.operation} may have been issued "
+                                 f"(the connection dropped: {outcome.message})")
+        elif outcome.outcome != runner.OK:
             self._fail(address, outcome.message, manager)
             return
-        self.update(address, f"{self.operation.operation} issued")
-        problem = self._gate(target, boot_before, op, manager)
+        else:
+            self.update(address, f"{self.operation.operation} issued")
+        problem = self._gate(target, boot_before, op, manager, marker)
         if problem:
             self._fail(address, problem, manager)
             return
@@ -252,12 +265,16 @@ class Executor:
             extravars["commissaire_deploy_version"] = op.get("version", "")
         return self._batcher.run(f"{self.operation.operation}.yml", target, extravars)
 
-    def _probe(self, target: runner.Target, command: str | None = None) -> Any:
+    def restart_marker(self, op: dict[str, Any]) -> str:
+        """The file restart.yml leaves on a host just before restarting it."""
+        return f"/var/lib/commissaire/operations/{self.operation_id(op)}.restart"
+
+    def _probe(self, target: runner.Target, command: str = BOOT_ID_COMMAND,
+               timeout: float = 10) -> Any:
         probe_target = ProbeTarget(target.address, target.private_key, target.user,
                                    target.port, target.host_key)
-        if command is None:
-            return asyncio.run(probe(probe_target, timeout=10))
-        return asyncio.run(probe(probe_target, timeout=10, command=command))
+        return asyncio.run(probe(probe_target, timeout=timeout, command=command,
+                                 kex_algorithms=self.settings.ssh.kex_algorithms))
 
     def _wait_reachable(self, target: runner.Target) -> str:
         deadline = time.monotonic() + self.settings.gate_timeout
@@ -271,17 +288,27 @@ class Executor:
                                      f"{self.settings.gate_timeout:g} s: {result.message}")
 
     def _gate(self, target: runner.Target, boot_before: str, op: dict[str, Any],
-              manager: str) -> str:
-        """'' once the host is healthy again, else why not (after the gate timeout)."""
+              manager: str, marker: str = "") -> str:
+        """'' once the host is healthy again, else why not (after the gate timeout).
+
+        `marker`: the action's connection dropped; while the host still runs the old
+        boot, its restart marker tells whether the restart was issued at all."""
         deadline = time.monotonic() + self.settings.gate_timeout
         last = "it did not come back"
         while time.monotonic() < deadline:
             if self.lost.is_set():
                 raise LostLock()
-            result = self._probe(target)
+            # A short timeout: a probe stuck on a host still down must not delay
+            # noticing that it came back.
+            result = self._probe(target, timeout=GATE_PROBE_TIMEOUT)
             if not result.ok:
                 last = result.message
             elif boot_before and result.boot_id == boot_before:
+                if marker and self._probe(
+                        target, f"test -e {marker} && echo issued || echo missing"
+                ).output == "missing":
+                    return (f"the {self.operation.operation} was not issued: the connection "
+                            "dropped before the restart command ran")
                 last = "it has not restarted yet (same boot id)"
             else:
                 if self.operation.operation == "deploy":

@@ -33,6 +33,7 @@ class Fleet:
         self.actions: list[tuple[str, str]] = []
         self.lock = threading.Lock()
         self.max_down = 0
+        self.drop_connection: dict[str, bool] = {}  # address -> was the action done first?
 
     def add(self, address: str) -> None:
         self.boot[address] = uuid.uuid4().hex
@@ -58,19 +59,29 @@ class Fleet:
                 if self.is_down(t.address):
                     results[t.address] = runner.HostResult(runner.UNREACHABLE, "down")
                     continue
+                if self.drop_connection.get(t.address) is False:
+                    del self.drop_connection[t.address]
+                    results[t.address] = runner.HostResult(runner.UNREACHABLE, "dropped")
+                    continue
                 if marker not in self.markers:  # the playbook's once-per-operation marker
                     self.markers.add(marker)
                     self.actions.append((t.address, playbook))
                     self.down_until[t.address] = time.monotonic() + self.reboot_seconds
                     self.max_down = max(self.max_down, len(self.down_until))
-            results[t.address] = runner.HostResult(runner.OK)
+            dropped = self.drop_connection.pop(t.address, None) is not None
+            results[t.address] = (runner.HostResult(runner.UNREACHABLE, "dropped") if dropped
+                                  else runner.HostResult(runner.OK))
         return runner.RunResult(results, "successful")
 
-    async def probe(self, target: Any, timeout: float = 10, command: str | None = None
-                    ) -> ProbeResult:
+    async def probe(self, target: Any, timeout: float = 10, command: str | None = None,
+                    kex_algorithms: str = "") -> ProbeResult:
         with self.lock:
             if self.is_down(target.address):
                 return ProbeResult(UNREACHABLE, f"cannot reach {target.address}")
+            if command and command.startswith("test -e "):  # the restart marker
+                issued = any(a == target.address and f"/{op_id}.restart" in command
+                             for a, op_id in self.markers)
+                return ProbeResult(REACHABLE, output="issued" if issued else "missing")
             return ProbeResult(REACHABLE, output=self.boot[target.address])
 
 
@@ -122,6 +133,24 @@ def test_restart_respects_the_budget_and_acts_once_per_host(world) -> None:  # t
     assert sorted(a for a, _ in fleet.actions) == sorted(fleet.boot)  # each exactly once
     assert 1 <= fleet.max_down <= 3
     assert all(h["events"][-1]["event"] == "healthy" for h in op["hosts"].values())
+
+
+def test_a_dropped_connection_after_the_restart_is_judged_by_the_gate(world) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, fleet = world
+    fleet.drop_connection["127.0.3.1"] = True  # restarted, but the result never came back
+    fleet.drop_connection["127.0.3.2"] = False  # dropped before the restart command ran
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "c1", "options": {
+        "max_unavailable": 2, "failure_tolerance": 1}})
+    svc.try_run("ClusterRestart", "c1")
+    op = wait_done(storage)
+    issued, never = op["hosts"]["127.0.3.1"], op["hosts"]["127.0.3.2"]
+    assert issued["state"] == "done", issued
+    assert any("may have been issued" in e["event"] for e in issued["events"])
+    assert never["state"] == "failed"
+    assert "was not issued" in never["reason"]  # at once, not after the gate timeout
+    assert never["events"][-1]["at"] and len(fleet.actions) == 9
+    assert op["status"] == "finished"
 
 
 def test_a_host_that_never_comes_back_fails_the_operation(world) -> None:  # type: ignore[no-untyped-def]

@@ -194,15 +194,17 @@ class LabHost:
                 boot.wait()
             self._pid1 = None
 
-    def reboot(self, delay: float | None = None, wait: bool = True) -> None:
+    def reboot(self, delay: float | None = None, wait: bool = True,
+               since: float | None = None) -> None:
         """Go down now and come back `delay` s later (default: the lab's reboot_time)
         with a new boot id. With wait=False, return at once; the lab's supervisor
-        powers the host on when the delay has passed."""
+        powers the host on when the delay has passed, counted from `since` (a
+        monotonic time: when the reboot was asked for) if given, else from now."""
         delay = self.lab.reboot_time if delay is None else delay
         with self._lock:
             self.stop()
             if not wait:
-                self._boot_at = time.monotonic() + delay
+                self._boot_at = (time.monotonic() if since is None else since) + delay
                 return
         time.sleep(delay)
         self.start()
@@ -395,8 +397,11 @@ class LabHost:
                 if os.path.exists(request):
                     # Consumed here, not by the next boot's init: under load the
                     # supervisor would see it again before init ran and reboot twice.
+                    asked = _requested_at(request, now)
                     os.unlink(request)
-                    self.reboot(wait=False)
+                    # The reboot time counts from the command, as on a real machine,
+                    # not from when this tick noticed it.
+                    self.reboot(wait=False, since=asked)
         finally:
             self._lock.release()
 
@@ -415,3 +420,14 @@ class LabHost:
             return self.log_path.read_text(errors="replace")[-2000:]
         except OSError:
             return "(no log)"
+
+
+def _requested_at(request: str, now: float) -> float:
+    """When the stand-in wrote the reboot request (its wall time in the file), as
+    a monotonic time no later than `now`; `now` if the file does not say."""
+    try:
+        with open(request) as f:
+            wall = float(f.read().strip())
+    except (OSError, ValueError):
+        return now
+    return min(now, now - (time.time() - wall))

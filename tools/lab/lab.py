@@ -22,7 +22,7 @@ from tools.lab.spawn import Spawner, close_stdin, read_ready
 WORKDIR_PREFIX = "commissaire-lab-"
 OWNER_FILE = "owner.pid"
 FORWARDER = Path(__file__).with_name("forward.py")
-TICK = 0.1  # the supervisor notices a reboot request within this
+TICK = 0.05  # the supervisor notices a reboot request, and powers hosts on, within this
 
 
 def _sweep_stale_workdirs() -> None:
