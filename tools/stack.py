@@ -167,7 +167,7 @@ class AllInOneStack(_Stack):
     mode = "allinone"
 
     def start(self) -> None:
-        self.port = free_port()
+        self.port = self.port or free_port()  # a restart keeps its port
         config = self.workdir / "commissaire.json"
         config.write_text(json.dumps(self.service_config))
         self.procs.start("server", [str(self.bin / "commissaire-allinone"), *self.server_flags(),
@@ -178,6 +178,12 @@ class AllInOneStack(_Stack):
         except Exception:
             self.stop()
             raise
+
+    def crash(self, name: str = "server", down: float = 1.0) -> None:
+        """kill -9 the all-in-one process and start it again on its data `down` s later."""
+        self.procs.kill("server")
+        time.sleep(down)
+        self.start()
 
 
 class DistributedStack(_Stack):
@@ -207,6 +213,22 @@ class DistributedStack(_Stack):
     def start_service(self, name: str) -> None:
         self.procs.start(name, self.service_argv(name))
 
+    def start_server(self) -> None:
+        self.procs.start("server", [str(self.bin / "commissaire-server"),
+                                    *self.server_flags(), "--bus-uri", self.redis.url,
+                                    "--workers", str(self.workers)])
+
+    def crash(self, name: str, down: float = 1.0) -> None:
+        """kill -9 the server or a service, start it again `down` s later, and wait
+        until the stack answers as healthy again."""
+        self.procs.kill(name)
+        time.sleep(down)
+        if name == "server":
+            self.start_server()
+        else:
+            self.start_service(name)
+        self.wait_ready()
+
     def start(self) -> None:
         try:
             self.redis.start()
@@ -216,9 +238,7 @@ class DistributedStack(_Stack):
             for name in self.services:
                 self.start_service(name)
             self.port = free_port()
-            self.procs.start("server", [str(self.bin / "commissaire-server"),
-                                        *self.server_flags(), "--bus-uri", self.redis.url,
-                                        "--workers", str(self.workers)])
+            self.start_server()
             self.wait_ready()
         except Exception:
             self.stop()
