@@ -17,6 +17,7 @@ import binascii
 import logging
 import queue
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from commissaire import errors
@@ -26,6 +27,8 @@ from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
+
+PREPARE_THREADS = 8  # hosts of a batch whose key is fetched and pinned at once
 
 
 class Bus(Protocol):
@@ -103,11 +106,11 @@ class InvestigatorService(Service):
                                         "investigator's log")
 
     def run_batch(self, addresses: list[str]) -> None:
-        targets: list[runner.Target] = []
-        for address in addresses:
-            target = self._prepare(address)
-            if target is not None:
-                targets.append(target)
+        # Host keys are fetched side by side: one after the other, 50 hosts waited
+        # ~7 s (an SSH key exchange and three store calls each) before Ansible began.
+        with ThreadPoolExecutor(max_workers=min(PREPARE_THREADS, len(addresses)),
+                                thread_name_prefix="investigator-prepare") as pool:
+            targets = [t for t in pool.map(self._prepare, addresses) if t is not None]
         if not targets:
             return
         logger.info("investigating %d host(s)", len(targets))
