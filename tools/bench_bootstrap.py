@@ -2,10 +2,12 @@
 control plane, against a plain `ansible-playbook` of the same playbook with the
 same forks and SSH settings. Goal (issue): ratio A/B <= 1.2.
 
-    python tools/bench_bootstrap.py [--hosts 50] [--order AB] [--timeout 600]
+    python tools/bench_bootstrap.py [--hosts 50] [--order ABBA] [--timeout 600]
 
-One Lab of 2 x --hosts sshd hosts; each run gets its own group (the playbook is
-idempotent, but a host bootstrapped once would make the second run cheaper).
+One Lab of len(order) x --hosts sshd hosts; each run gets its own group (the
+playbook is idempotent, but a host bootstrapped once would make a later run
+cheaper). The runs go in --order (ABBA by default, so that whatever drifts over
+the benchmark weighs on A and B alike); the ratio is mean(A) / mean(B).
 
 A  `AllInOneStack` (tools/stack.py; SSH confined to 127.0.0.0/8), PUT cluster
    "bench", then every host of group A registered at once (PUT
@@ -24,18 +26,12 @@ B  `ansible-playbook playbooks/investigate.yml -f FORKS` on group B with the
 Before both, one untimed `ansible-playbook playbooks/facts.yml` against a
 spare host warms the page cache for Ansible. The stack is stopped before B runs.
 
-Results on a quiet machine (2026-11-29, forks 50, 50 hosts each): order AB:
-A 137.2 s, B 106.3 s (1.29x); order BA: B 141.2 s, A 149.4 s (1.06x); both
-orders together 1.16x. The order moves B alone by 35 s, so run both. At 30
-hosts, commissaire.ansible.runner.run_playbook alone took 76.9 s against 76.2 s
-for plain ansible-playbook: ansible-runner itself adds ~1%.
-
-Earlier results on this 2-core machine (order AB, forks 50, 50 hosts each; NOT a quiet
-machine: other engineers' stacks and Ansible runs shared it):
-
-    A control plane 193.0 s (registration of 50: 0.44 s), all disassociated
-    B plain ansible-playbook 160.5 s, 50 hosts failed=0
-    ratio A/B 1.203 (goal <= 1.2: just missed)
+Results (2026-11-29, forks 50, 50 hosts each, order ABBA): A 148.3 s, B 138.6 s,
+B 135.1 s, A 139.3 s: mean A 143.8 s / mean B 136.9 s = 1.05 (pairs 1.07 and
+1.03). Earlier, with one order per run and the investigator pinning host keys
+one host after the other: AB 1.29, BA 1.06; the order alone moved B by 35 s.
+At 30 hosts, commissaire.ansible.runner.run_playbook alone took 76.9 s against
+76.2 s for plain ansible-playbook: ansible-runner itself adds ~1%.
 """
 from __future__ import annotations
 

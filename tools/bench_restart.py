@@ -30,13 +30,12 @@ After the run, `action_cost` times restart.yml alone (no reboot: the
 operation's marker) for one host and for max_unavailable hosts at once, and the
 gate's SSH probe.
 
-Results on this 2-core machine (shared, load average 8-18), defaults: wall
-67-87 s against an ideal of 40 s, ratio 1.7-2.2; max down 5; all 20 done, one
-reboot request and one new boot each. Per host: restart.yml 1.9 s alone
-(1.45 CPU-s), 4.9-9.5 s each when 5 run at once; reboot 10.3 s; gate 0.3 s;
-next host started 0.1-0.2 s after one is done. The ansible run before the
-reboot, during which the host is up but holds a slot, is what the ideal leaves
-out.
+Results on this 2-core machine (2026-11-29, defaults, three runs): wall 49.3,
+49.4 and 50.3 s against an ideal of 40 s, ratio 1.23-1.26; max down 5; all 20
+done, one reboot request and one new boot each. Per host: 1.7-1.9 s from start
+to the reboot request (restart.yml, a raw command, 5 hosts in one run), reboot
+10.2 s, gate 0.1-0.2 s, next host started 0.1 s after one is done. Before the
+raw command and the 0.1 s delay (a shell module and `sleep 1`): 58-60 s, 1.46-1.51.
 """
 from __future__ import annotations
 
