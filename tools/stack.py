@@ -219,14 +219,18 @@ class DistributedStack(_Stack):
                                     "--workers", str(self.workers)])
 
     def crash(self, name: str, down: float = 1.0) -> None:
-        """kill -9 the server or a service, start it again `down` s later, and wait
-        until the stack answers as healthy again."""
-        self.procs.kill(name)
-        time.sleep(down)
-        if name == "server":
-            self.start_server()
+        """kill -9 the server, a service, Redis or etcd, start it again `down` s
+        later (Redis empty, etcd on its data), and wait until the stack answers as
+        healthy again."""
+        if name in ("redis", "etcd"):
+            getattr(self, name).crash(down)
         else:
-            self.start_service(name)
+            self.procs.kill(name)
+            time.sleep(down)
+            if name == "server":
+                self.start_server()
+            else:
+                self.start_service(name)
         self.wait_ready()
 
     def start(self) -> None:

@@ -1,7 +1,9 @@
 """A rolling restart survives a kill -9 of any control-plane process.
 
 Each test starts a restart of a 4-host lab cluster with max_unavailable 2, kills
-one process at a random moment of it and starts it again a second later. The
+one process (the server, a service, Redis, which comes back empty, or etcd, which
+comes back on its data; or the whole all-in-one) at a random moment of it and
+starts it again a second later. The
 operation must still finish with every host done, each host rebooted exactly
 once (the lab's reboot stand-in records every request), and never more than 2
 hosts down at once (sampled every 50 ms). The seed of the random moments is
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.integration
 REBOOT = 2.0
 BUDGET = 2
 SEED = int(os.environ.get("CRASH_SEED") or random.randrange(1 << 30))
-PROCESSES = ["storage", "server", "clusterexec", "investigator", "watcher", "containermgr"]
+PROCESSES = ["storage", "server", "clusterexec", "investigator", "watcher", "containermgr",
+             "redis", "etcd"]
 SERVICE_CONFIG = {"clusterexec": {"gate-timeout": 30, "lease-ttl": 3},
                   "watcher": {"interval": 2}}
 

@@ -82,6 +82,16 @@ class _Server:
         raise ServerError(f"{self.binary} did not answer within {self.start_timeout}s:\n"
                           f"{self.log_tail()}")
 
+    def crash(self, down: float = 1.0) -> None:
+        """kill -9, then start again `down` s later on the same port and data."""
+        assert self.proc is not None, "not started"
+        self.proc.kill()
+        self.proc.wait(10)
+        time.sleep(down)
+        self.proc = subprocess.Popen(self.command(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.tmpdir)
+        self._wait_ready()
+
     def log_tail(self, chars: int = 3000) -> str:
         try:
             with open(os.path.join(self.tmpdir, "server.log"), "rb") as f:
