@@ -14,10 +14,16 @@ sys.path.insert(0, str(ROOT))
 
 from tools.stack import make_stack, remove  # noqa: E402
 
+# Short enough for the lab scenarios to see the watcher and operations act.
+SERVICE_CONFIG = {"watcher": {"interval": 2},
+                  "clusterexec": {"gate-timeout": 60, "lease-ttl": 3}}
+
 
 def before_all(context: Any) -> None:
     mode = context.config.userdata.get("mode", "allinone")
-    context.stack = make_stack(mode)
+    # A holder, not an attribute a step sets: behave drops what a scenario sets.
+    context.labs = []  # the lab, once a lab step started it (features/steps/lab_steps.py)
+    context.stack = make_stack(mode, service_config=SERVICE_CONFIG)
     context.stack.start()
     context.base = context.stack.base_url
 
@@ -50,3 +56,5 @@ def after_all(context: Any) -> None:
             print(stack.logs(), file=sys.stderr)
         stack.stop()
         remove(stack)
+    for lab in getattr(context, "labs", []):
+        lab.close()
