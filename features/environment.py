@@ -23,6 +23,7 @@ def before_all(context: Any) -> None:
     mode = context.config.userdata.get("mode", "allinone")
     # A holder, not an attribute a step sets: behave drops what a scenario sets.
     context.labs = []  # the lab, once a lab step started it (features/steps/lab_steps.py)
+    context.standins = []  # Kubernetes API stand-ins started by steps
     context.stack = make_stack(mode, service_config=SERVICE_CONFIG)
     context.stack.start()
     context.base = context.stack.base_url
@@ -58,3 +59,5 @@ def after_all(context: Any) -> None:
         remove(stack)
     for lab in getattr(context, "labs", []):
         lab.close()
+    for standin in getattr(context, "standins", []):
+        standin.stop()

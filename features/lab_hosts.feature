@@ -49,3 +49,30 @@ Feature: Hosts made real over SSH, on lab hosts
     When we GET the status of lab host 1
     Then the status code is 200
     And the response field "host.status" is "disassociated"
+
+  Scenario: A deleted host is forgotten by the watcher
+    Given 1 lab host
+    When we register lab host 1
+    Then lab host 1 is "disassociated" within 120 seconds
+    And the watcher knows 1 hosts within 10 seconds
+    When we DELETE the record of lab host 1
+    Then the status code is 200
+    And the watcher knows 0 hosts within 10 seconds
+    When we GET the status of lab host 1
+    Then the status code is 404
+
+  Scenario: A host of a Kubernetes cluster becomes an active node
+    Given 1 lab host
+    And a Kubernetes API stand-in as container manager "kube"
+    When we PUT "/cluster/kubed" with
+      """
+      {"container_manager": "kube"}
+      """
+    Then the status code is 201
+    When we register lab host 1 in cluster "kubed"
+    Then lab host 1 is "active" within 120 seconds
+    And the Kubernetes stand-in has a node for lab host 1
+    And lab host 1 has the file "/var/lib/kubelet/kubeconfig" containing "127.0.0.1"
+    When we GET the status of lab host 1
+    Then the response field "type" is "host_and_container_manager"
+    And the response field "host.status" is "active"

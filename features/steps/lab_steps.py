@@ -17,7 +17,10 @@ from typing import Any
 import requests
 from behave import given, then, when
 
+from tests.k8s_standin.server import KubeStandIn
 from tools.lab import Lab, LabHost
+
+KUBE_TOKEN = "behave-token"
 
 
 def _lab(context: Any) -> Lab:
@@ -102,6 +105,30 @@ def host_new_key(context: Any, number: int) -> None:
     _host(context, number).change_host_key()
 
 
+@given('a Kubernetes API stand-in as container manager "{name}"')
+def kube_standin(context: Any, name: str) -> None:
+    """tests/k8s_standin: no real Kubernetes can run here (see the README)."""
+    kube = KubeStandIn(token=KUBE_TOKEN).start()
+    context.standins.append(kube)
+    context.kube = kube
+    response = requests.put(f"{context.base}/containermanager/{name}", json={
+        "type": "kubernetes", "options": {"server_url": kube.url, "token": KUBE_TOKEN}},
+        auth=context.stack.auth, timeout=30)
+    assert response.status_code == 201, response.text
+
+
+@then("the Kubernetes stand-in has a node for lab host {number:d}")
+def kube_node(context: Any, number: int) -> None:
+    address = _host(context, number).address
+    assert context.kube.node(address) is not None, f"no node {address}"
+
+
+@then("the watcher knows {count:d} hosts within {seconds:d} seconds")
+def watcher_knows(context: Any, count: int, seconds: int) -> None:
+    _wait(context, lambda: _get(context, "/status").json()["services"]["watcher"].get(
+        "hosts_known") == count, seconds, f"the watcher knowing {count} hosts")
+
+
 # -- registration ------------------------------------------------------------
 
 @when('we register lab host {number:d} in cluster "{cluster}"')
@@ -167,6 +194,12 @@ def all_status(context: Any, status: str, seconds: int) -> None:
 def cluster_lists(context: Any, cluster: str, number: int) -> None:
     members = _get(context, f"/cluster/{cluster}/hosts").json()
     assert _host(context, number).address in members, members
+
+
+@when("we DELETE the record of lab host {number:d}")
+def delete_host(context: Any, number: int) -> None:
+    context.response = requests.delete(f"{context.base}/host/{_host(context, number).address}",
+                                       auth=context.stack.auth, timeout=30)
 
 
 @when("we GET the status of lab host {number:d}")
