@@ -28,7 +28,7 @@ spare host warms the page cache for Ansible. The stack is stopped before B runs.
 
 Results (2026-11-29, forks 50, 50 hosts each, order ABBA): A 148.3 s, B 138.6 s,
 B 135.1 s, A 139.3 s: mean A 143.8 s / mean B 136.9 s = 1.05 (pairs 1.07 and
-1.03). Earlier, with one order per run and the investigator pinning host keys
+1.03); again: A 152.2 s, B 143.3 s, B 143.5 s, A 142.1 s = 1.03. Earlier, with one order per run and the investigator pinning host keys
 one host after the other: AB 1.29, BA 1.06; the order alone moved B by 35 s.
 At 30 hosts, commissaire.ansible.runner.run_playbook alone took 76.9 s against
 76.2 s for plain ansible-playbook: ansible-runner itself adds ~1%.

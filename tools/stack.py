@@ -15,6 +15,7 @@ its --services-config.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -23,9 +24,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import bcrypt
 import requests
@@ -260,3 +262,17 @@ def make_stack(mode: str, **kwargs: Any) -> _Stack:
 
 def remove(stack: _Stack) -> None:
     shutil.rmtree(stack.workdir, ignore_errors=True)
+
+
+StackT = TypeVar("StackT", bound=_Stack)
+
+
+@contextlib.contextmanager
+def running(stack: StackT) -> Iterator[StackT]:
+    """`stack` started; stopped and its files removed however the block ends."""
+    stack.start()
+    try:
+        yield stack
+    finally:
+        stack.stop()
+        remove(stack)

@@ -6,10 +6,8 @@ asked to do, its boot id)."""
 from __future__ import annotations
 
 import base64
-import json
 import subprocess
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ import requests
 from behave import given, then, when
 
 from tests.k8s_standin.server import KubeStandIn
+from tests.support.lab import DownMonitor, reboots, register_from_inside
 from tools.lab import Lab, LabHost
 
 KUBE_TOKEN = "behave-token"
@@ -58,26 +57,6 @@ def _wait(context: Any, check: Any, seconds: float, what: str) -> Any:
         time.sleep(0.25)
     last = context.response.text if context.response is not None else "none"
     raise AssertionError(f"{what} within {seconds} s; last response: {last}")
-
-
-class DownMonitor:
-    """Samples the lab hosts every 50 ms and keeps the most down at once."""
-
-    def __init__(self, hosts: list[LabHost]) -> None:
-        self.hosts = hosts
-        self.max_down = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            self.max_down = max(self.max_down, sum(not h.is_up() for h in self.hosts))
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.max_down
 
 
 # -- lab hosts ---------------------------------------------------------------
@@ -160,19 +139,10 @@ def register_all(context: Any, cluster: str) -> None:
 @when('lab host {number:d} registers itself in cluster "{cluster}"')
 def register_itself(context: Any, number: int, cluster: str) -> None:
     """From inside the host, as its first boot would: PUT /host with no address."""
-    host = _host(context, number)
-    body = json.dumps({"ssh_priv_key": _lab(context).private_key_b64, "cluster": cluster})
-    user, password = context.stack.auth
-    auth = base64.b64encode(f"{user}:{password}".encode()).decode()
-    script = (
-        "import http.client, sys\n"
-        f"c = http.client.HTTPConnection('127.0.0.1', {context.stack.port}, timeout=10,"
-        f" source_address=('{host.address}', 0))\n"
-        f"c.request('PUT', '/api/v0/host', body=sys.stdin.read(),"
-        f" headers={{'Authorization': 'Basic {auth}', 'Content-Type': 'application/json'}})\n"
-        "r = c.getresponse(); print(r.status, r.read().decode())\n")
-    done = host.run(f"python3 -c \"{script}\" <<'EOF'\n{body}\nEOF")
-    assert done.stdout.startswith("201"), (done.stdout, done.stderr)
+    answer = register_from_inside(_host(context, number), context.stack.port, context.stack.auth,
+                                  {"ssh_priv_key": _lab(context).private_key_b64,
+                                   "cluster": cluster})
+    assert answer.startswith("201"), answer
 
 
 # -- what the API shows --------------------------------------------------------
@@ -246,16 +216,10 @@ def host_asked(context: Any, number: int, command: str) -> None:
     assert any(command in a for a in asked), f"{command!r} not in {asked}"
 
 
-def _reboots(host: LabHost, since: float) -> int:
-    return sum(1 for r in host.requests() if r["time"] >= since and (
-        r["cmd"] in ("reboot", "shutdown")
-        or (r["cmd"] == "systemctl" and "reboot" in r["argv"])))
-
-
 @then("every lab host was rebooted exactly once")
 def rebooted_once(context: Any) -> None:
     for host in context.lab_hosts:
-        assert _reboots(host, context.lab_since) == 1, (host.address, host.requests())
+        assert len(reboots(host, context.lab_since)) == 1, (host.address, host.requests())
         assert host.boot_id() != context.boots[host.address], f"{host.address}: same boot"
 
 

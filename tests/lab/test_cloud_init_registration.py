@@ -31,7 +31,7 @@ import yaml
 
 from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
-from tools.stack import AllInOneStack, remove
+from tools.stack import AllInOneStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -47,13 +47,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AllInOneStack]:
-    stack = AllInOneStack()
-    stack.start()
-    try:
+    with running(AllInOneStack()) as stack:
         yield stack
-    finally:
-        stack.stop()
-        remove(stack)
 
 
 @pytest.fixture(scope="module")

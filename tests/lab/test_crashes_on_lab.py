@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.lab.test_operations_on_lab import Api, DownMonitor, cluster_of, finished, reboots
+from tests.lab.test_operations_on_lab import Api, cluster_of, finished
+from tests.support.lab import DownMonitor, reboots
 from tools.lab import Lab, LabHost
-from tools.stack import AllInOneStack, DistributedStack, remove
+from tools.stack import AllInOneStack, DistributedStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -41,13 +42,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DistributedStack]:
-    stack = DistributedStack(service_config=SERVICE_CONFIG)
-    stack.start()
-    try:
+    with running(DistributedStack(service_config=SERVICE_CONFIG)) as stack:
         yield stack
-    finally:
-        stack.stop()
-        remove(stack)
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +81,9 @@ def test_a_restart_survives_a_killed_process(process: str, stack: DistributedSta
 
 
 def test_a_restart_survives_a_killed_allinone(lab: Lab) -> None:
-    stack = AllInOneStack(service_config=SERVICE_CONFIG)
-    stack.start()
-    try:
+    with running(AllInOneStack(service_config=SERVICE_CONFIG)) as stack:
         api = Api(stack)  # type: ignore[arg-type]
         hosts = cluster_of(api, lab, "allinone", 4)
         rng = random.Random(f"{SEED}-allinone")
         # The Api's base URL stays valid: the restarted process keeps its port.
         restart_through_a_crash(api, hosts, "allinone", stack.crash, rng)
-    finally:
-        stack.stop()
-        remove(stack)

@@ -19,9 +19,10 @@ import pytest
 import requests
 
 from tests.k8s_standin.server import KubeStandIn
+from tests.support.lab import register_from_inside
 from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
-from tools.stack import AllInOneStack, remove
+from tools.stack import AllInOneStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -37,13 +38,8 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[AllInOneStack]:
-    stack = AllInOneStack(service_config={"watcher": {"interval": WATCH_INTERVAL}})
-    stack.start()
-    try:
+    with running(AllInOneStack(service_config={"watcher": {"interval": WATCH_INTERVAL}})) as stack:
         yield stack
-    finally:
-        stack.stop()
-        remove(stack)
 
 
 @pytest.fixture(scope="module")
@@ -162,17 +158,9 @@ def test_a_host_registers_itself(api: requests.Session, lab: Lab, stack: AllInOn
     """From inside a lab host, as its first boot would: no address in the body."""
     (host,) = lab.start_hosts(1)
     assert api.put(url(api, "/cluster/selfreg"), json={}).status_code == 201
-    body = json.dumps({"ssh_priv_key": lab.private_key_b64, "cluster": "selfreg"})
-    auth = base64.b64encode(f"{stack.auth[0]}:{stack.auth[1]}".encode()).decode()
-    script = (
-        "import http.client, sys\n"
-        f"c = http.client.HTTPConnection('127.0.0.1', {stack.port}, timeout=10,"
-        f" source_address=('{host.address}', 0))\n"
-        f"c.request('PUT', '/api/v0/host', body=sys.stdin.read(),"
-        f" headers={{'Authorization': 'Basic {auth}', 'Content-Type': 'application/json'}})\n"
-        "r = c.getresponse(); print(r.status, r.read().decode())\n")
-    done = host.run(f"python3 -c \"{script}\" <<'EOF'\n{body}\nEOF")
-    assert done.stdout.startswith("201"), (done.stdout, done.stderr)
+    answer = register_from_inside(host, stack.port, stack.auth,
+                                  {"ssh_priv_key": lab.private_key_b64, "cluster": "selfreg"})
+    assert answer.startswith("201"), answer
     wait_for(lambda: host_in(api, host.address, "disassociated"), 120, "self-registered host up")
     assert api.get(url(api, "/cluster/selfreg/hosts")).json() == [host.address]
 

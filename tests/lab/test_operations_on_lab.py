@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import requests
 
+from tests.support.lab import DownMonitor, reboots
 from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
-from tools.stack import DistributedStack, remove
+from tools.stack import DistributedStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +34,10 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DistributedStack]:
-    stack = DistributedStack(service_config={
+    with running(DistributedStack(service_config={
         "clusterexec": {"gate-timeout": 20, "lease-ttl": 3},
-        "watcher": {"interval": 5}})
-    stack.start()
-    try:
+        "watcher": {"interval": 5}})) as stack:
         yield stack
-    finally:
-        stack.stop()
-        remove(stack)
 
 
 class Api:
@@ -58,28 +54,6 @@ class Api:
 def api(stack: DistributedStack) -> Api:
     return Api(stack)
 
-
-
-class DownMonitor:
-    """Samples the hosts every 50 ms; remembers the most down at once."""
-
-    def __init__(self, hosts: list[LabHost]) -> None:
-        self.hosts = hosts
-        self.max_down = 0
-        self.ever_down: set[str] = set()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.05):
-            down = [h.address for h in self.hosts if not h.is_up()]
-            self.ever_down.update(down)
-            self.max_down = max(self.max_down, len(down))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def cluster_of(api: Api, lab: Lab, name: str, count: int) -> list[LabHost]:
@@ -104,12 +78,6 @@ def finished(api: Api, cluster: str, kind: str, timeout: float = 180) -> dict[st
         op = api.get(f"/cluster/{cluster}/{kind}").json()
         return op if op["status"] != "in_process" and op.get("finished_at") else None
     return wait_for(ended, timeout, f"{kind} of {cluster} ended")
-
-
-def reboots(host: LabHost, since: float) -> list[dict[str, Any]]:
-    return [r for r in host.requests() if r["time"] >= since and (
-        r["cmd"] in ("reboot", "shutdown") or (r["cmd"] == "systemctl"
-                                                and "reboot" in r["argv"]))]
 
 
 def test_a_restart_reboots_every_host_once_within_budget(api: Api, lab: Lab) -> None:

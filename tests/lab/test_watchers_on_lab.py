@@ -19,7 +19,7 @@ import requests
 
 from tests.support.waiting import wait_for
 from tools.lab import Lab
-from tools.stack import DistributedStack, remove
+from tools.stack import DistributedStack, running
 
 pytestmark = pytest.mark.integration
 
@@ -37,14 +37,10 @@ def lab() -> Iterator[Lab]:
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[DistributedStack]:
-    stack = DistributedStack(service_config={"watcher": {"interval": WATCH_INTERVAL}})
-    stack.start()
-    try:
+    with running(DistributedStack(service_config={"watcher": {"interval": WATCH_INTERVAL}})
+                 ) as stack:
         stack.procs.start("watcher-2", stack.service_argv("watcher"))
         yield stack
-    finally:
-        stack.stop()
-        remove(stack)
 
 
 @pytest.fixture(scope="module")
