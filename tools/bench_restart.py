@@ -30,8 +30,8 @@ After the run, `action_cost` times restart.yml alone (no reboot: the
 operation's marker) for one host and for max_unavailable hosts at once, and the
 gate's SSH probe.
 
-Results on this 2-core machine (2026-11-29, defaults, three runs): wall 49.3,
-49.4 and 50.3 s against an ideal of 40 s, ratio 1.23-1.26; max down 5; all 20
+Results on this 2-core machine (2026-11-29, defaults, four runs): wall 49.3,
+49.4, 50.3 and 51.4 s against an ideal of 40 s, ratio 1.23-1.29; max down 5; all 20
 done, one reboot request and one new boot each. Per host: 1.7-1.9 s from start
 to the reboot request (restart.yml, a raw command, 5 hosts in one run), reboot
 10.2 s, gate 0.1-0.2 s, next host started 0.1 s after one is done. Before the
