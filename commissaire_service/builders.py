@@ -41,11 +41,13 @@ def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
 
 
 def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:
+    defaults = Settings()
     return ClusterExecService(bus, lease_ttl=int(config.get("lease-ttl", 10)),
                               settings=Settings(
-                                  gate_timeout=float(config.get("gate-timeout", 600)),
-                                  poll=float(config.get("gate-poll", 0.1)),
-                                  batch_window=float(config.get("batch-window", 0.15)),
+                                  gate_timeout=float(config.get("gate-timeout", defaults.gate_timeout)),
+                                  poll=float(config.get("gate-poll", defaults.poll)),
+                                  batch_window=float(config.get("batch-window",
+                                                                defaults.batch_window)),
                                   ssh=_ssh(config)))
 
 

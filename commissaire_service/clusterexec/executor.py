@@ -47,8 +47,8 @@ class LostLock(Exception):
 
 
 class Settings:
-    def __init__(self, gate_timeout: float = 600.0, poll: float = 0.5,
-                 ssh: runner.SSHSettings | None = None, batch_window: float = 0.3) -> None:
+    def __init__(self, gate_timeout: float = 600.0, poll: float = 0.1,
+                 ssh: runner.SSHSettings | None = None, batch_window: float = 0.15) -> None:
         self.gate_timeout = gate_timeout
         self.poll = poll
         self.batch_window = batch_window
@@ -304,11 +304,13 @@ class Executor:
             if not result.ok:
                 last = result.message
             elif boot_before and result.boot_id == boot_before:
-                if marker and self._probe(
-                        target, f"test -e {marker} && echo issued || echo missing"
-                ).output == "missing":
-                    return (f"the {self.operation.operation} was not issued: the connection "
-                            "dropped before the restart command ran")
+                if marker:  # asked once: a marker found stays there
+                    found = self._probe(target, f"test -e {marker} && echo issued || echo missing",
+                                        timeout=GATE_PROBE_TIMEOUT)
+                    if found.output == "missing":
+                        return (f"the {self.operation.operation} was not issued: the "
+                                "connection dropped before the restart command ran")
+                    marker = "" if found.ok else marker
                 last = "it has not restarted yet (same boot id)"
             else:
                 if self.operation.operation == "deploy":

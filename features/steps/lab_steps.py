@@ -17,6 +17,7 @@ from behave import given, then, when
 
 from tests.k8s_standin.server import KubeStandIn
 from tests.support.lab import DownMonitor, reboots, register_from_inside
+from tests.support.waiting import wait_for
 from tools.lab import Lab, LabHost
 
 KUBE_TOKEN = "behave-token"
@@ -47,16 +48,13 @@ def _register(context: Any, host: LabHost, cluster: str = "", key: str = "") -> 
     assert response.status_code == 201, response.text
 
 
-def _wait(context: Any, check: Any, seconds: float, what: str) -> Any:
-    """check()'s first truthy answer within `seconds`; else fail with `what` and the
-    last response."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    last = context.response.text if context.response is not None else "none"
-    raise AssertionError(f"{what} within {seconds} s; last response: {last}")
+def _wait(context: Any, check: Any, seconds: float, what: str) -> None:
+    """wait_for(), failing with the last response the check saw."""
+    try:
+        wait_for(check, seconds, what, every=0.25)
+    except AssertionError as exc:
+        last = context.response.text if context.response is not None else "none"
+        raise AssertionError(f"{exc}; last response: {last}") from None
 
 
 # -- lab hosts ---------------------------------------------------------------
@@ -175,22 +173,6 @@ def delete_host(context: Any, number: int) -> None:
 @when("we GET the status of lab host {number:d}")
 def get_status(context: Any, number: int) -> None:
     _get(context, f"/host/{_host(context, number).address}/status")
-
-
-@then('the response field "{field}" is empty')
-def field_empty(context: Any, field: str) -> None:
-    got = context.response.json()
-    for part in field.split("."):
-        got = got[part]
-    assert not got, f"{field}: {got!r}"
-
-
-@then('the response field "{field}" contains "{text}"')
-def field_contains(context: Any, field: str, text: str) -> None:
-    got = context.response.json()
-    for part in field.split("."):
-        got = got[part]
-    assert text in str(got), f"{field}: {text!r} not in {got!r}"
 
 
 @then("the response shows the facts of lab host {number:d}")

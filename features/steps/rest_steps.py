@@ -153,12 +153,30 @@ def no_field(context: Any, field: str) -> None:
     assert field not in context.response.json(), context.response.text
 
 
-@then('the response field "{field}" is "{value}"')
-def field_is(context: Any, field: str, value: str) -> None:
+def _field(context: Any, field: str) -> Any:
+    """A field of the JSON response; dots walk into nested objects ("host.status")."""
     got = context.response.json()
     for part in field.split("."):
         got = got[part]
+    return got
+
+
+@then('the response field "{field}" is "{value}"')
+def field_is(context: Any, field: str, value: str) -> None:
+    got = _field(context, field)
     assert str(got) == value, f"{field}: expected {value!r}, got {got!r}"
+
+
+@then('the response field "{field}" is empty')
+def field_empty(context: Any, field: str) -> None:
+    got = _field(context, field)
+    assert not got, f"{field}: {got!r}"
+
+
+@then('the response field "{field}" contains "{text}"')
+def field_contains(context: Any, field: str, text: str) -> None:
+    got = _field(context, field)
+    assert text in str(got), f"{field}: {text!r} not in {got!r}"
 
 
 @then("the response shows the secret key")

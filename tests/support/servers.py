@@ -60,14 +60,18 @@ class _Server:
         self.port = free_port()
         try:
             self._log = open(os.path.join(self.tmpdir, "server.log"), "wb")  # noqa: SIM115
-            self.proc = subprocess.Popen(self.command(), stdout=self._log,
-                                         stderr=subprocess.STDOUT, cwd=self.tmpdir)
-            self._wait_ready()
+            self._spawn()
         except BaseException:
             self.stop()
             raise
         logger.info("%s started (pid %s) at %s", self.binary, self.proc.pid, self.url)
         return self
+
+    def _spawn(self) -> None:
+        """Run the server in its dir, logging to its log, and wait until it answers."""
+        self.proc = subprocess.Popen(self.command(), stdout=self._log,
+                                     stderr=subprocess.STDOUT, cwd=self.tmpdir)
+        self._wait_ready()
 
     def _wait_ready(self) -> None:
         assert self.proc is not None
@@ -88,9 +92,7 @@ class _Server:
         self.proc.kill()
         self.proc.wait(10)
         time.sleep(down)
-        self.proc = subprocess.Popen(self.command(), stdout=self._log,
-                                     stderr=subprocess.STDOUT, cwd=self.tmpdir)
-        self._wait_ready()
+        self._spawn()
 
     def log_tail(self, chars: int = 3000) -> str:
         try:
