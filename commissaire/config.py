@@ -36,13 +36,26 @@ class ServerConfig:
     threads: int = 10
     data_dir: str = "./var/commissaire"
     page_limit: int = 1000
+    # Limits on what a client may send and how long it may take (commissaire_http.worker).
+    max_body_size: int = 1024 * 1024
+    request_read_timeout: float = 10.0
+    # Failed authentications a client address (and a user name) may have per window.
+    auth_failure_limit: int = 10
+    auth_failure_window: float = 60.0
 
     def validate(self) -> None:
         if not 0 < int(self.listen_port) < 65536:
             raise ConfigError(f"listen-port: {self.listen_port} is not a TCP port (1-65535)")
-        for name in ("workers", "threads", "page_limit"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name.replace('_', '-')}: must be at least 1")
+        for name in ("workers", "threads", "page_limit", "max_body_size", "auth_failure_limit"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name.replace('_', '-')}: must be a whole number, at least 1")
+        for name in ("request_read_timeout", "auth_failure_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 < value <= 3600:
+                raise ConfigError(f"{name.replace('_', '-')}: must be a number of seconds "
+                                  "above 0 (at most 3600)")
         if float(self.bus_timeout) <= 0:
             raise ConfigError("bus-timeout: must be a positive number of seconds")
         for path_key in ("tls_pemfile", "tls_clientverifyfile"):
@@ -112,6 +125,16 @@ def build_server_parser(prog: str, description: str) -> argparse.ArgumentParser:
                         metavar="ADDRESS", help="Proxy whose X-Forwarded-For is believed for "
                                                 "self-registration (repeatable)")
     parser.add_argument("--workers", type=int, help="Server worker processes")
+    parser.add_argument("--max-body-size", type=int, metavar="BYTES",
+                        help="Largest request body accepted; larger is 413 (default 1048576)")
+    parser.add_argument("--request-read-timeout", type=float, metavar="SECONDS",
+                        help="Time a client has to send a whole request (TLS handshake, "
+                             "head and body) before its connection is closed (default 10)")
+    parser.add_argument("--auth-failure-limit", type=int, metavar="COUNT",
+                        help="Failed authentications per client address (and per user name) "
+                             "within --auth-failure-window before 429 (default 10)")
+    parser.add_argument("--auth-failure-window", type=float, metavar="SECONDS",
+                        help="Window over which failed authentications are counted (default 60)")
     return parser
 
 

@@ -119,6 +119,43 @@ class Conflict(CommissaireError):
     title = "Conflict"
 
 
+class StaleRecord(Conflict):
+    """An update names an incarnation (`uid`) of a record that is gone: the record
+    was deleted, and perhaps created again, since the caller read it."""
+
+    title = "Stale record"
+
+
+class PayloadTooLarge(CommissaireError):
+    """The request body is larger than the server accepts (max-body-size)."""
+
+    jsonrpc_code = -32013
+    http_status = 413
+    title = "Payload too large"
+
+
+class HeaderTooLarge(CommissaireError):
+    """The request head (request line and headers) is larger than the server reads."""
+
+    jsonrpc_code = -32014
+    http_status = 431
+    title = "Request header fields too large"
+
+
+class TooManyRequests(CommissaireError):
+    """Too many failed authentications from this client (or for this user name).
+
+    `retry_after` (whole seconds) is sent as the Retry-After header."""
+
+    jsonrpc_code = -32029
+    http_status = 429
+    title = "Too many requests"
+
+    def __init__(self, description: str = "", retry_after: int = 1, **details: Any) -> None:
+        super().__init__(description, **details)
+        self.headers = {"Retry-After": str(max(1, int(retry_after)))}
+
+
 class StoreUnavailable(CommissaireError):
     """The store cannot be reached or refused the operation."""
 

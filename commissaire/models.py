@@ -14,10 +14,27 @@ from typing import Any, ClassVar
 
 from commissaire.errors import ValidationError
 from commissaire.validation import (
+    ABS_PATH,
+    ADDRESS,
+    ADDRESS_MAX,
+    BASE64,
+    HOST_PORT,
+    NAME,
+    PEM_BUNDLE,
+    PERCENT,
+    PRIVATE_KEY_MAX,
+    STORE_SOURCE,
+    TOKEN,
+    URL,
+    URL_MAX,
+    USER_NAME,
+    VERSION,
     check_schema,
+    string,
     validate_address,
     validate_base64,
     validate_name,
+    validate_pattern,
 )
 
 HOST_STATUSES = ("investigating", "bootstrapping", "active", "disassociated", "failed")
@@ -109,10 +126,11 @@ class Model:
     @classmethod
     def from_input(cls, key: str, body: Any) -> Model:
         """Validate a client's create body for the record named `key`."""
-        if body is None:
+        if body is None:  # no body at all: every field takes its default
             body = {}
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
+        check_schema(cls.input_schema, body)
         body = dict(body)
         echoed_key = body.pop(cls.key_field, None)
         if echoed_key is not None and echoed_key != key:
@@ -121,7 +139,6 @@ class Model:
             )
         for name in cls.read_only_fields:
             body.pop(name, None)
-        check_schema(cls.input_schema, body)
         record = cls(**{cls.key_field: key, **body})
         record.validate()
         return record
@@ -131,17 +148,40 @@ class Model:
         validate_name(self.key, field=self.key_field)
 
 
-def _object_schema(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+def _object_schema(properties: dict[str, Any], required: tuple[str, ...] = (),
+                   read_only: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A closed object: only the listed fields. `read_only` fields are those a client
+    may echo back from a GET; the server ignores them (OpenAPI `readOnly`)."""
+    echoed = {name: {"readOnly": True, "description": "shown by GET; ignored on input"}
+              for name in read_only if name not in properties}
     return {
         "type": "object",
-        "properties": properties,
+        "properties": {**properties, **echoed},
         "required": list(required),
         "additionalProperties": False,
     }
 
 
-_STRING = {"type": "string"}
+# The schemas below are the API's allow-lists: the server validates request bodies
+# with them and the OpenAPI document shows them, so the two cannot drift. A
+# `description` is what a 400 says the value "must be".
+NAME_SCHEMA = string(NAME, description="1-63 letters, digits, '_', '.' or '-', "
+                     "starting with a letter or digit")
+ADDRESS_SCHEMA = string(ADDRESS, ADDRESS_MAX, description="an IPv4 address, an IPv6 address "
+                        "(no zone id) or a DNS name (its last label starting with a letter)")
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+# Base64 of PRIVATE_KEY_MAX bytes: the length a schema can say (decodes to <= 16386).
+_KEY_B64_MAX = 4 * -(-PRIVATE_KEY_MAX // 3)
+_PRIVATE_KEY = string(BASE64, _KEY_B64_MAX, minLength=4, description=(
+    "the private key in base64 without newlines (base64 -w0), at most "
+    f"{_KEY_B64_MAX} characters ({PRIVATE_KEY_MAX // 1024} KiB of key)"))
+_USER = string(USER_NAME, description="a POSIX user name: a lowercase letter or '_', then "
+               "up to 31 lowercase letters, digits, '_', '.' or '-'")
+_URL = string(URL, URL_MAX, description="an http:// or https:// URL: host, optional port "
+              "(1-65535) and path of letters, digits and ._~-; no user, query or fragment")
+_ABS_PATH = string(ABS_PATH, 4096, description="an absolute path of letters, digits, '.', "
+                   "'_' and '-', without '.' or '..' segments")
+_ECHOED_KEY = "must equal the {} in the URL; shown by GET"
 
 
 class Host(Model):
@@ -166,28 +206,44 @@ class Host(Model):
         "bootstrapped": False,  # set once bootstrap succeeded: the watcher checks only these
         # Kept by the storage service in the same transaction as the cluster's hostset.
         "cluster": "",
+        # The record's incarnation: a uuid4 hex the storage service sets at creation
+        # (never from the API); services name it in updates. "" = stored before uids.
+        "uid": "",
     }
     read_only_fields = (
         "status", "os", "cpus", "memory", "space", "last_check",
-        "status_reason", "host_key_fingerprint", "ssh_host_key", "bootstrapped",
+        "status_reason", "host_key_fingerprint", "ssh_host_key", "bootstrapped", "uid",
     )
     input_schema = _object_schema(
         {
-            "ssh_priv_key": _STRING,
-            "remote_user": _STRING,
-            "cluster": _STRING,
+            "ssh_priv_key": _PRIVATE_KEY,
+            "remote_user": _USER,
+            "cluster": string(f"(?:{NAME})?", description="the name of an existing cluster, "
+                              "or empty for none"),
             "ssh_port": _PORT,
-            "source": _STRING,
+            "source": string(f"(?:{STORE_SOURCE})?", description="the short name of a "
+                             "configured storage handler, or empty for the default"),
             # The seed's curl walkthrough sends the address as "host".
-            "host": _STRING,
+            "host": {**ADDRESS_SCHEMA, "readOnly": True,
+                     "description": _ECHOED_KEY.format("address")},
+            "address": {**ADDRESS_SCHEMA, "readOnly": True,
+                        "description": _ECHOED_KEY.format("address")},
         },
         required=("ssh_priv_key",),
+        read_only=read_only_fields,
     )
 
     def validate(self) -> None:
         validate_address(self.address, field="address")
         if self.status not in HOST_STATUSES:
             raise ValidationError("must be one of: " + ", ".join(HOST_STATUSES), field="status")
+        port = self.ssh_port
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise ValidationError("must be an integer from 1 to 65535", field="ssh_port")
+        if self.source:
+            validate_pattern(self.source, STORE_SOURCE, "source", "a storage handler's name")
+        if self.cluster:
+            validate_name(self.cluster, field="cluster")
 
     @classmethod
     def input_to_records(cls, address: str, body: Any) -> tuple[Host, HostCreds, str]:
@@ -197,14 +253,14 @@ class Host(Model):
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
         address = validate_address(address)
+        check_schema(cls.input_schema, body)
         body = dict(body)
         for alias in ("host", "address"):
             given = body.pop(alias, None)
-            if given is not None and given != address:
+            if given is not None and validate_address(given, alias) != address:
                 raise ValidationError(f"does not match the address in the URL ({address!r})", field=alias)
         for name in cls.read_only_fields:
             body.pop(name, None)
-        check_schema(cls.input_schema, body)
         creds = HostCreds(
             address=address,
             ssh_priv_key=body.pop("ssh_priv_key"),
@@ -225,16 +281,18 @@ class HostCreds(Model):
     kind = "HostCreds"
     key_field = "address"
     collection = "secrets/hosts"
-    defaults = {"address": "", "ssh_priv_key": "", "remote_user": "root"}
+    # uid: the incarnation of the host these belong to (bound into the encryption).
+    defaults = {"address": "", "ssh_priv_key": "", "remote_user": "root", "uid": ""}
     secret_fields = ("ssh_priv_key",)
 
     def validate(self) -> None:
         validate_address(self.address, field="address")
         validate_base64(self.ssh_priv_key, field="ssh_priv_key")
-        if not isinstance(self.remote_user, str) or not self.remote_user.strip():
-            raise ValidationError("must be a non-empty user name", field="remote_user")
-        if any(c.isspace() for c in self.remote_user) or self.remote_user.startswith("-"):
-            raise ValidationError("must be a plain user name", field="remote_user")
+        if len(self.ssh_priv_key) > _KEY_B64_MAX:
+            raise ValidationError(f"must be at most {_KEY_B64_MAX} characters",
+                                  field="ssh_priv_key")
+        # The user name reaches the inventory and SSH: a POSIX name, matched in full.
+        validate_pattern(self.remote_user, USER_NAME, "remote_user", _USER["description"])
 
 
 class Cluster(Model):
@@ -255,11 +313,17 @@ class Cluster(Model):
     read_only_fields = ("status", "hosts", "hostset")
     input_schema = _object_schema(
         {
-            "network": _STRING,
-            "container_manager": {"type": ["string", "null"]},
+            "name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
+            "network": {**NAME_SCHEMA, "description": "the name of an existing network "
+                        "(default: default)"},
+            "container_manager": {
+                "anyOf": [string(f"(?:{NAME})?"), {"type": "null"}],
+                "description": "the name of an existing container manager; empty or null "
+                "for none"},
             # Removed in seed 0.1.0 in favour of container_manager; tolerated.
-            "type": _STRING,
-        }
+            "type": {"readOnly": True, "description": "removed in 0.1.0; ignored"},
+        },
+        read_only=read_only_fields,
     )
 
     @classmethod
@@ -275,6 +339,8 @@ class Cluster(Model):
         validate_name(self.network, field="network")
         if self.container_manager:
             validate_name(self.container_manager, field="container_manager")
+        elif self.container_manager != "":
+            raise ValidationError("must be a name or empty", field="container_manager")
 
     def with_host_statuses(self, statuses: list[str]) -> Cluster:
         """Fill the computed fields from the statuses of the member hosts."""
@@ -299,22 +365,34 @@ class Network(Model):
     kind = "Network"
     collection = "networks"
     defaults = {"name": "", "type": "flannel_etcd", "options": {}}
-    input_schema = _object_schema(
-        {"type": {"enum": list(NETWORK_TYPES)}, "options": {"type": "object"}}
-    )
+    # The options each network type takes, typed: they end up in files on the hosts.
+    _server_options = _object_schema(
+        {"address": string(HOST_PORT, 300, description="host:port of the flannel server "
+                           "(an IPv6 address in brackets), port 1-65535")},
+        required=("address",))
+    _etcd_options = _object_schema({
+        "etcd_server_url": string(f"{URL}(?:,{URL}){{0,15}}", URL_MAX, description=(
+            "one or more comma-separated http(s) URLs of etcd (default: the store's)")),
+        "flannel_key": {**_ABS_PATH, "maxLength": 256,
+                        "description": "the etcd key prefix of flannel's configuration "
+                        "(default /atomic.io/network): " + _ABS_PATH["description"]},
+    })
+    input_schema = {
+        **_object_schema(
+            {"name": {**NAME_SCHEMA, "readOnly": True,
+                      "description": _ECHOED_KEY.format("name")},
+             "type": {"enum": list(NETWORK_TYPES), "description": "default flannel_etcd"},
+             "options": {"type": "object"}}),
+        # flannel_server needs options.address; flannel_etcd (the default) takes the
+        # etcd options. Said here rather than in code, so the document says it too.
+        "if": {"properties": {"type": {"const": "flannel_server"}}, "required": ["type"]},
+        "then": {"properties": {"options": _server_options}, "required": ["options"]},
+        "else": {"properties": {"options": _etcd_options}},
+    }
 
     def validate(self) -> None:
         super().validate()
-        if self.type == "flannel_server":
-            address = self.options.get("address")
-            if not isinstance(address, str) or ":" not in address:
-                raise ValidationError(
-                    "is required for flannel_server and must be host:port", field="options.address"
-                )
-            host, _, port = address.rpartition(":")
-            validate_address(host.strip("[]"), field="options.address")
-            if not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValidationError("must end in a port number", field="options.address")
+        check_schema(self.input_schema, {"type": self.type, "options": self.options})
 
 
 class ContainerManagerConfig(Model):
@@ -322,27 +400,47 @@ class ContainerManagerConfig(Model):
 
     kind = "ContainerManagerConfig"
     collection = "container_managers"
-    defaults = {"name": "", "type": "", "options": {}}
+    # uid: the incarnation, set by the storage service (bound into the token's encryption).
+    defaults = {"name": "", "type": "", "options": {}, "uid": ""}
+    internal_fields = ("uid",)
+    read_only_fields = ("uid",)
     # Options that are credentials: encrypted at rest, hidden from GET.
     secret_options: ClassVar[tuple[str, ...]] = ("token",)
-    input_schema = _object_schema(
-        {"type": {"enum": list(CONTAINER_MANAGER_TYPES)}, "options": {"type": "object"}},
-        required=("type",),
-    )
+    _kube_options = {
+        **_object_schema({
+            "server_url": {**_URL, "description": "the API server: " + _URL["description"]},
+            "apiserver": {**_URL, "description": "the seed's name of server_url"},
+            "token": string(f"(?:{TOKEN})?", 8300, description="a bearer token: letters, "
+                            "digits and ._~+/- with optional '=' padding (hidden by GET)"),
+            "certificate_authority": {
+                "anyOf": [_ABS_PATH, string(PEM_BUNDLE, 262144)],
+                "description": "a CA bundle: its absolute path on the containermgr host "
+                "(letters, digits, '.', '_', '-') or PEM certificates"},
+            "insecure_skip_verify": {"type": "boolean"},
+            "client_certificate": _ABS_PATH,
+            "client_key": _ABS_PATH,
+            "request_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+        }),
+        "anyOf": [{"required": ["server_url"]}, {"required": ["apiserver"]}],
+        "dependentRequired": {"client_key": ["client_certificate"]},
+    }
+    input_schema = {
+        **_object_schema(
+            {"name": {**NAME_SCHEMA, "readOnly": True,
+                      "description": _ECHOED_KEY.format("name")},
+             "type": {"enum": list(CONTAINER_MANAGER_TYPES)},
+             "options": {"type": "object"}},
+            required=("type",), read_only=read_only_fields),
+        # kubernetes/openshift need the API server's URL; trivial takes no options.
+        "if": {"properties": {"type": {"enum": ["kubernetes", "openshift"]}}},
+        "then": {"properties": {"options": _kube_options}, "required": ["options"]},
+        "else": {"properties": {"options": {"type": "object", "maxProperties": 0,
+                                            "description": "empty: trivial takes no options"}}},
+    }
 
     def validate(self) -> None:
         super().validate()
-        if self.type in ("kubernetes", "openshift"):
-            url = self.options.get("server_url") or self.options.get("apiserver")
-            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-                raise ValidationError(
-                    "an http(s) URL of the API server is required for "
-                    f"{self.type} (options.server_url or options.apiserver)",
-                    field="options.server_url",
-                )
-        token = self.options.get("token")
-        if token is not None and not isinstance(token, str):
-            raise ValidationError("must be a string", field="options.token")
+        check_schema(self.input_schema, {"type": self.type, "options": self.options})
 
     def to_safe_dict(self) -> dict[str, Any]:
         data = super().to_safe_dict()
@@ -371,20 +469,25 @@ class ClusterOperation(Model):
         "options": {},
         "reason": "",
     }
-    input_schema = _object_schema(
-        {
-            "max_unavailable": {
-                "oneOf": [
-                    {"type": "integer", "minimum": 1},
-                    {"type": "string", "pattern": r"^(100|[1-9][0-9]?)%$"},
-                ]
-            },
-            "failure_tolerance": {"type": "integer", "minimum": 0},
-            "drain": {"type": "boolean"},
-            "drain_timeout": {"type": "integer", "minimum": 1},
-        }
-    )
     read_only_fields = ("status", "in_process", "started_at", "finished_at", "hosts", "reason")
+    # The rolling options, bounded.
+    option_schemas: ClassVar[dict[str, Any]] = {
+        "max_unavailable": {
+            "oneOf": [
+                {"type": "integer", "minimum": 1, "maximum": 100000},
+                string(PERCENT, description="a percentage from 1% to 100%"),
+            ],
+            "description": "hosts at a time: a count (1-100000) or a percentage (1%-100%)",
+        },
+        "failure_tolerance": {"type": "integer", "minimum": 0, "maximum": 100000},
+        "drain": {"type": "boolean"},
+        "drain_timeout": {"type": "integer", "minimum": 1, "maximum": 86400},
+    }
+    input_schema = _object_schema(
+        {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
+         **option_schemas},
+        read_only=read_only_fields,
+    )
 
     @classmethod
     def from_input(cls, key: str, body: Any) -> Model:
@@ -392,16 +495,22 @@ class ClusterOperation(Model):
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
+        check_schema(cls.input_schema, body)
         ignored = set(cls.read_only_fields) | {cls.done_list}
         body = {k: v for k, v in body.items() if k not in ignored}
         echoed = body.pop("name", None)
         if echoed is not None and echoed != key:
             raise ValidationError(f"does not match the cluster in the URL ({key!r})", field="name")
-        check_schema(cls.input_schema, body)
         top = {k: body.pop(k) for k in list(body) if k in cls.defaults}
         record = cls(name=key, options=body, **top)
         record.validate()
         return record
+
+    def validate(self) -> None:
+        super().validate()
+        if not isinstance(self.options, dict):
+            raise ValidationError("must be an object", field="options")
+        check_schema(_object_schema(self.option_schemas), self.options)
 
     def to_safe_dict(self) -> dict[str, Any]:
         data = super().to_safe_dict()
@@ -411,11 +520,20 @@ class ClusterOperation(Model):
         return data
 
 
+def _operation_schema(done_list: str, extra: dict[str, Any] | None = None,
+                      required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return _object_schema(
+        {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
+         **ClusterOperation.option_schemas, **(extra or {})},
+        required=required, read_only=(*ClusterOperation.read_only_fields, done_list))
+
+
 class ClusterRestart(ClusterOperation):
     kind = "ClusterRestart"
     operation = "restart"
     done_list = "restarted"
     collection = "cluster_ops/restart"
+    input_schema = _operation_schema(done_list)
 
 
 class ClusterUpgrade(ClusterOperation):
@@ -423,6 +541,7 @@ class ClusterUpgrade(ClusterOperation):
     operation = "upgrade"
     done_list = "upgraded"
     collection = "cluster_ops/upgrade"
+    input_schema = _operation_schema(done_list)
 
 
 class ClusterDeploy(ClusterOperation):
@@ -431,10 +550,14 @@ class ClusterDeploy(ClusterOperation):
     done_list = "deployed"
     collection = "cluster_ops/deploy"
     defaults = {**ClusterOperation.defaults, "version": ""}
-    input_schema = _object_schema(
-        {**ClusterOperation.input_schema["properties"], "version": {"type": "string", "minLength": 1}},
-        required=("version",),
-    )
+    _version = string(VERSION, description="1-128 letters, digits and ._:+~-, starting "
+                      "with a letter or digit (an OSTree version or a package version)")
+    input_schema = _operation_schema(done_list, {"version": _version}, required=("version",))
+
+    def validate(self) -> None:
+        super().validate()
+        # The version reaches rpm-ostree/package commands on the hosts.
+        validate_pattern(self.version, VERSION, "version", self._version["description"])
 
 
 class OperationLock(Model):

@@ -1,47 +1,61 @@
-"""Which addresses this process may open SSH connections to.
+"""Which addresses a service may open SSH connections to.
 
-Set once per process from the services' `ssh-allowed-networks` setting (a list of
-CIDR networks; empty means any). Every SSH path (host key fetch, probes, Ansible
-runs) asks `refusal(address)` first, so a control plane confined to a lab network
-cannot touch anything else, whatever address a client registers.
+Each service that speaks SSH (investigator, watcher, clusterexec) gets a `Reach`
+built from its own `ssh-allowed-networks` setting (a list of CIDR networks;
+empty means any) and hands it down: every SSH path (host key fetch, probes,
+Ansible runs) asks `refusal(address)` first, so a control plane confined to a
+lab network cannot touch anything else, whatever address a client registers.
+A settings object rather than a module global: two services in one process
+(the all-in-one) keep their own settings, and a test cannot leak its setting
+into the next one.
 """
 from __future__ import annotations
 
 import ipaddress
-import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-_lock = threading.Lock()
-_allowed: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def set_allowed_networks(networks: list[str]) -> None:
-    """Replace the allowed networks; raises ValueError naming a bad entry."""
-    parsed = []
-    for network in networks:
+@dataclass(frozen=True)
+class Reach:
+    """The networks SSH may reach; no networks means any address."""
+
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def from_setting(cls, networks: Iterable[str] | None,
+                     setting: str = "ssh-allowed-networks") -> Reach:
+        """Parse the setting; ValueError names the bad entry."""
+        if networks is None:
+            return cls()
+        if isinstance(networks, str):  # one string would be iterated char by char
+            raise ValueError(f"{setting}: must be a list of networks, not {networks!r}")
+        parsed = []
+        for network in networks:
+            try:
+                parsed.append(ipaddress.ip_network(str(network), strict=False))
+            except ValueError:
+                raise ValueError(f"{setting}: {network!r} is not a network") from None
+        return cls(tuple(parsed))
+
+    def allowed_networks(self) -> list[str]:
+        return [str(n) for n in self.networks]
+
+    def refusal(self, address: str) -> str:
+        """'' when `address` may be reached, else why not (for the host's status reason)."""
+        if not self.networks:
+            return ""
         try:
-            parsed.append(ipaddress.ip_network(network, strict=False))
+            ip = ipaddress.ip_address(address)
         except ValueError:
-            raise ValueError(f"ssh-allowed-networks: {network!r} is not a network") from None
-    with _lock:
-        _allowed[:] = parsed
+            return f"{address} is not an IP address"
+        if any(ip in network for network in self.networks):
+            return ""
+        return (f"{address} is outside the networks this control plane may reach over SSH "
+                f"(ssh-allowed-networks: {', '.join(self.allowed_networks())})")
 
 
-def allowed_networks() -> list[str]:
-    with _lock:
-        return [str(n) for n in _allowed]
-
-
-def refusal(address: str) -> str:
-    """'' when `address` may be reached, else why not (for the host's status reason)."""
-    with _lock:
-        allowed = list(_allowed)
-    if not allowed:
-        return ""
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return f"{address} is not an IP address"
-    if any(ip in network for network in allowed):
-        return ""
-    return (f"{address} is outside the networks this control plane may reach over SSH "
-            f"(ssh-allowed-networks: {', '.join(str(n) for n in allowed)})")
+#: No restriction: the default of `ssh-allowed-networks`.
+ANYWHERE = Reach()

@@ -15,7 +15,8 @@ from typing import Any
 
 import asyncssh
 
-from commissaire import reach
+from commissaire.reach import ANYWHERE, Reach
+from commissaire.secrets import ExpiringCache
 
 logger = logging.getLogger(__name__)
 
@@ -54,9 +55,13 @@ class ProbeResult:
         return self.output
 
 
-@functools.lru_cache(maxsize=4096)
+# Imported private keys are reused for a short while only (no lru_cache: that kept
+# every key ever used, and its text, for the life of the process).
+_PRIVATE_KEYS: ExpiringCache[str, asyncssh.SSHKey] = ExpiringCache(ttl=60.0, maxsize=4096)
+
+
 def _private_key(text: str) -> asyncssh.SSHKey:
-    return asyncssh.import_private_key(text)
+    return _PRIVATE_KEYS.get(text, lambda: asyncssh.import_private_key(text))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -77,7 +82,8 @@ def fingerprint(public_key: str) -> str:
     return str(_public_key(public_key).get_fingerprint("sha256"))
 
 
-async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0) -> str:
+async def fetch_host_key(address: str, port: int = 22, timeout: float = 10.0,
+                         reach: Reach = ANYWHERE) -> str:
     """The host's SSH host key as an OpenSSH public key line (for pinning)."""
     refused = reach.refusal(address)
     if refused:
@@ -106,8 +112,10 @@ def _algorithms(kex_algorithms: str) -> dict[str, Any]:
 
 
 async def probe(target: ProbeTarget, timeout: float = 10.0,
-                command: str = BOOT_ID_COMMAND, kex_algorithms: str = "") -> ProbeResult:
-    """Connect, authenticate against the pinned host key, run one command."""
+                command: str = BOOT_ID_COMMAND, kex_algorithms: str = "",
+                reach: Reach = ANYWHERE) -> ProbeResult:
+    """Connect, authenticate against the pinned host key, run one command;
+    `reach`: the networks the calling service may reach (its ssh-allowed-networks)."""
     refused = reach.refusal(target.address)
     if refused:
         return ProbeResult(UNREACHABLE, refused)
@@ -141,13 +149,14 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
 
 
 async def probe_many(targets: Iterable[ProbeTarget], concurrency: int = 50,
-                     timeout: float = 10.0, kex_algorithms: str = "") -> dict[str, ProbeResult]:
+                     timeout: float = 10.0, kex_algorithms: str = "",
+                     reach: Reach = ANYWHERE) -> dict[str, ProbeResult]:
     """Probe many hosts, at most `concurrency` at once."""
     gate = asyncio.Semaphore(concurrency)
 
     async def one(target: ProbeTarget) -> tuple[str, ProbeResult]:
         async with gate:
             return target.address, await probe(target, timeout,
-                                               kex_algorithms=kex_algorithms)
+                                               kex_algorithms=kex_algorithms, reach=reach)
 
     return dict(await asyncio.gather(*(one(t) for t in targets)))

@@ -1,56 +1,148 @@
-"""Validation of identifiers and request bodies.
+"""Validation of identifiers and request bodies: allow-lists, matched in full.
 
-Host addresses and record names end up in store keys, Ansible inventories and
-SSH command lines, so they are checked here, once, before they go anywhere.
+Host addresses, record names, user names, versions, URLs and keys end up in
+store keys, Ansible inventories, files on hosts and SSH command lines, so each
+is checked here, once, against a pattern of what is allowed (never a list of
+what is not) before it goes anywhere.
+
+Every pattern is written once, as a regular expression that means the same in
+Python and in ECMA-262 (the dialect of JSON Schema and of the OpenAPI document):
+ASCII classes only (no \\d, \\w or \\s, which are Unicode-wide in Python), no
+lookarounds. Python code matches a pattern with `fullmatch`; a schema gets it
+as `^(?:...)$`, and `check_schema` reads such an anchored pattern as a full match
+too, because Python's `$` also matches before a trailing newline (`prod\\n`) while
+ECMA's does not.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import ipaddress
+import json
+import math
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.exceptions import best_match
 
-from commissaire.errors import ValidationError
+from commissaire.errors import BadJSON, ValidationError
 
-_DNS_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+# -- patterns ---------------------------------------------------------------
+
+NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}"
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+IPV4 = rf"{_OCTET}(?:\.{_OCTET}){{3}}"
+_H = r"[0-9A-Fa-f]{1,4}"
+# RFC 4291 text forms, "::" in every position, IPv4 tails; never a zone id ("%eth0").
+IPV6 = "(?:" + "|".join([
+    rf"(?:{_H}:){{7}}{_H}",
+    rf"(?:{_H}:){{1,7}}:",
+    rf"(?:{_H}:){{1,6}}:{_H}",
+    rf"(?:{_H}:){{1,5}}(?::{_H}){{1,2}}",
+    rf"(?:{_H}:){{1,4}}(?::{_H}){{1,3}}",
+    rf"(?:{_H}:){{1,3}}(?::{_H}){{1,4}}",
+    rf"(?:{_H}:){{1,2}}(?::{_H}){{1,5}}",
+    rf"{_H}:(?::{_H}){{1,6}}",
+    rf":(?:(?::{_H}){{1,7}}|:)",
+    rf"(?:{_H}:){{6}}{IPV4}",
+    rf"::(?:[Ff]{{4}}(?::0{{1,4}})?:)?{IPV4}",
+    rf"(?:{_H}:){{1,4}}:{IPV4}",
+]) + ")"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+# The last label starts with a letter, as every top-level domain does: that is what
+# tells a name from a malformed IPv4 address ("10.0.0.300").
+_TOP_LABEL = r"[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME = rf"(?:{_LABEL}\.)*{_TOP_LABEL}\.?"
+ADDRESS = f"(?:{IPV4}|{IPV6}|{DNS_NAME})"
+ADDRESS_MAX = 253
+PORT = r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+_URL_HOST = rf"(?:{IPV4}|{DNS_NAME}|\[{IPV6}\])"
+# http(s) only; no user info, query, fragment, percent-escapes or white space.
+URL = rf"https?://{_URL_HOST}(?::{PORT})?(?:/[A-Za-z0-9._~-]*)*"
+URL_MAX = 2048
+HOST_PORT = rf"{_URL_HOST}:{PORT}"
+# A POSIX user name as useradd takes it (no "$" machine accounts, no leading "-").
+USER_NAME = r"[a-z_][a-z0-9_.-]{0,31}"
+# A deploy version: an OSTree ref/version or a package version; never shell text.
+VERSION = r"[A-Za-z0-9][A-Za-z0-9._:+~-]{0,127}"
+# An absolute path (etcd key, file): no "." or ".." segment, no empty one.
+ABS_PATH = r"(?:/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){1,32}"
+# A bearer token (RFC 6750 b64token).
+TOKEN = r"[A-Za-z0-9._~+/-]{1,8192}=*"
+# PEM certificates, as a CA bundle is written; the only option that may hold newlines.
+# (Unbounded repeats, bounded by the schema's maxLength: each line ends at its newline
+# and each certificate at its END line, so matching stays linear.)
+PEM_BUNDLE = (r"(?:-----BEGIN CERTIFICATE-----\r?\n(?:[A-Za-z0-9+/=]{1,76}\r?\n)+"
+              r"-----END CERTIFICATE-----(?:\r?\n)*)+")
+BASE64 = r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?"
+# Private keys are small: 16 KiB is four times an RSA-8192 key in PEM.
+PRIVATE_KEY_MAX = 16 * 1024
+PERCENT = r"(?:100|[1-9][0-9]?)%"
+STORE_SOURCE = r"[a-z][a-z0-9_]{0,31}"
+# JSON request bodies nest at most this deep (objects and arrays).
+MAX_DEPTH = 32
+
+
+def anchored(pattern: str) -> str:
+    """The pattern as a JSON Schema `pattern` that must match the whole string."""
+    return f"^(?:{pattern})$"
+
+
+def string(pattern: str, max_length: int | None = None, **extra: Any) -> dict[str, Any]:
+    """A JSON schema for strings that match `pattern` in full."""
+    schema: dict[str, Any] = {"type": "string", "pattern": anchored(pattern)}
+    if max_length is not None:
+        schema["maxLength"] = max_length
+    schema.update(extra)
+    return schema
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern)
+
+
+def full_match(pattern: str, value: Any) -> bool:
+    return isinstance(value, str) and _compiled(pattern).fullmatch(value) is not None
+
+
+# -- identifiers ----------------------------------------------------------------
 
 
 def validate_address(address: Any, field: str = "address") -> str:
-    """Return `address` if it is an IPv4, IPv6 address or DNS name; else raise."""
-    if not isinstance(address, str) or not address:
-        raise ValidationError("must be an IPv4 address, IPv6 address or DNS name", field=field)
+    """The canonical form of an IPv4 address, IPv6 address (no zone) or DNS name."""
+    if not isinstance(address, str) or len(address) > ADDRESS_MAX \
+            or not full_match(ADDRESS, address):
+        shown = repr(address)[:80] if isinstance(address, str) else type(address).__name__
+        raise ValidationError(
+            f"must be an IPv4 address, IPv6 address (no zone id) or DNS name (got {shown})",
+            field=field)
     try:
         return str(ipaddress.ip_address(address))
     except ValueError:
         pass
-    name = address[:-1] if address.endswith(".") else address
-    labels = name.split(".")
-    if (
-        len(name) > 253
-        or not all(_DNS_LABEL.match(label) for label in labels)
-        # An all-numeric last label is a malformed IPv4 address, not a name.
-        or labels[-1].isdigit()
-    ):
-        raise ValidationError(
-            f"must be an IPv4 address, IPv6 address or DNS name (got {address!r})", field=field
-        )
-    return name.lower()
+    return address.removesuffix(".").lower()
 
 
 def validate_name(name: Any, field: str = "name") -> str:
     """Names of clusters, networks and container managers: safe in keys and paths."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not full_match(NAME, name):
         raise ValidationError(
             "must be 1-63 characters of letters, digits, '_', '.' or '-', "
             "starting with a letter or digit",
             field=field,
         )
-    return name
+    return str(name)
+
+
+def validate_pattern(value: Any, pattern: str, field: str, what: str) -> str:
+    """`value` if it matches `pattern` in full; else a 400 naming the field."""
+    if not full_match(pattern, value):
+        raise ValidationError(f"must be {what}", field=field)
+    return str(value)
 
 
 def validate_base64(value: Any, field: str) -> bytes:
@@ -63,10 +155,74 @@ def validate_base64(value: Any, field: str) -> bytes:
         raise ValidationError("is not valid base64 (encode with base64 -w0)", field=field) from None
 
 
+# -- JSON bodies ----------------------------------------------------------------
+
+
+class _NonFinite:
+    """Stands for NaN/Infinity while parsing, so the error can name its field."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _parse_float(text: str) -> Any:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400
+        return _NonFinite(text)
+    # JSON Schema counts 3.0 as an integer: keep it one, so it is stored as 3.
+    return int(value) if value.is_integer() else value
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse a request body: finite numbers only, at most MAX_DEPTH levels deep.
+
+    A failure is a 400 (BadJSON or ValidationError naming the field), never a
+    RecursionError or a NaN that would later be echoed as invalid JSON.
+    """
+    try:
+        data = json.loads(raw, parse_constant=_NonFinite, parse_float=_parse_float)
+    except RecursionError:
+        raise BadJSON(f"the request body nests deeper than {MAX_DEPTH} levels") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadJSON(f"the request body is not valid JSON: {exc}") from None
+    _check_tree(data)
+    return data
+
+
+def _check_tree(data: Any) -> None:
+    """Depth and finiteness, checked without recursion (the tree may be deep)."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, _NonFinite):
+            raise ValidationError(f"must be a finite number (got {value.text[:20]})",
+                                  field=".".join(path) or None)
+        if isinstance(value, dict | list):
+            if len(path) >= MAX_DEPTH:
+                raise ValidationError(f"nests deeper than {MAX_DEPTH} levels",
+                                      field=".".join(path[:3]) or None)
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            stack.extend((v, (*path, str(k))) for k, v in items)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    """`pattern`, with ECMA's meaning of an anchored pattern: the whole string."""
+    if not validator.is_type(instance, "string"):
+        return
+    if pattern.startswith("^") and pattern.endswith("$"):
+        matched = _compiled(pattern[1:-1]).fullmatch(instance) is not None
+    else:
+        matched = _compiled(pattern).search(instance) is not None
+    if not matched:
+        yield SchemaError(f"{instance[:80]!r} does not match {pattern!r}")
+
+
+_Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
 def check_schema(schema: dict[str, Any], body: Any) -> None:
     """Validate `body` against a JSON schema; the error names the field and why."""
-    validator = Draft202012Validator(schema)
-    error = best_match(validator.iter_errors(body))
+    error = best_match(_Validator(schema).iter_errors(body))
     if error is None:
         return
     path = ".".join(str(p) for p in error.absolute_path)
@@ -75,24 +231,73 @@ def check_schema(schema: dict[str, Any], body: Any) -> None:
         extra = sorted(set(error.instance) - allowed)
         field = ".".join(filter(None, [path, extra[0] if extra else ""]))
         raise ValidationError(
-            f"is not a known field; allowed fields are: {', '.join(sorted(allowed))}", field=field
-        )
-    if error.validator == "required":
+            "is not a known field; allowed fields are: " + (", ".join(sorted(allowed)) or "none"),
+            field=field)
+    if error.validator in ("required", "dependentRequired"):
         missing = error.message.split("'")[1] if "'" in error.message else ""
-        raise ValidationError("is required", field=".".join(filter(None, [path, missing])))
+        raise ValidationError("is required" + _when(error),
+                              field=".".join(filter(None, [path, *_first_required(
+                                  error.schema, missing)])))
+    alternatives = _required_alternatives(error)
+    if alternatives:
+        raise ValidationError(f"is required (or {', '.join(alternatives[1:])})",
+                              field=".".join(filter(None, [path, alternatives[0]])))
     raise ValidationError(_describe(error), field=path or None)
 
 
-def _describe(error: Any) -> str:
+def _first_required(schema: Any, missing: str) -> list[str]:
+    """`missing`, then the first field each level below it requires: a missing object
+    is reported as its first missing field (options -> options.address)."""
+    names = [missing]
+    sub = schema.get("properties", {}).get(missing) if isinstance(schema, dict) else None
+    while isinstance(sub, dict) and sub.get("required"):
+        names.append(sub["required"][0])
+        sub = sub.get("properties", {}).get(sub["required"][0])
+    return names
+
+
+def _required_alternatives(error: SchemaError) -> list[str]:
+    """Field names of an `anyOf` of `required`s (server_url or apiserver)."""
+    branches = error.validator_value if error.validator == "anyOf" else None
+    if not isinstance(branches, list) or not all(
+            isinstance(b, dict) and set(b) == {"required"} for b in branches):
+        return []
+    return [b["required"][0] for b in branches]
+
+
+def _when(error: SchemaError) -> str:
+    if error.validator == "dependentRequired":
+        return " with the fields given"
+    return ""
+
+
+def _describe(error: SchemaError) -> str:
     kind = error.validator
+    described = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if kind in ("pattern", "maxLength", "minLength", "anyOf", "oneOf", "maxProperties") \
+            and described:
+        return f"must be {described}"
     if kind == "type":
         return f"must be of type {error.validator_value}"
     if kind == "enum":
         return "must be one of: " + ", ".join(map(str, error.validator_value))
+    if kind == "const":
+        return f"must be {error.validator_value!r}"
     if kind == "minimum":
         return f"must be at least {error.validator_value}"
     if kind == "maximum":
         return f"must be at most {error.validator_value}"
+    if kind == "exclusiveMinimum":
+        return f"must be more than {error.validator_value}"
+    if kind == "maxLength":
+        return f"must be at most {error.validator_value} characters"
+    if kind == "minLength":
+        return f"must be at least {error.validator_value} characters"
+    if kind == "maxItems":
+        return f"must have at most {error.validator_value} items"
+    if kind == "maxProperties":
+        return f"must have at most {error.validator_value} fields"
     if kind == "pattern":
-        return f"does not match the expected format ({error.validator_value})"
-    return str(error.message)
+        return "does not have the expected format"
+    # Never echo the instance: it may be long or secret.
+    return "is not valid here"

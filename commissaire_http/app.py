@@ -12,81 +12,105 @@ from commissaire.config import ServerConfig
 from commissaire.models import (
     Cluster,
     ClusterDeploy,
+    ClusterOperation,
     ClusterRestart,
     ClusterUpgrade,
     ContainerManagerConfig,
     Host,
+    Model,
     Network,
 )
 from commissaire_http.authentication import build_auth_middleware
+from commissaire_http.limits import BodyLimit
 from commissaire_http.resources import clusters, hosts, openapi, records, status
 from commissaire_http.resources.base import Bus
 
 logger = logging.getLogger(__name__)
 
 API = "/api/v0"
+OPENAPI_PATH = f"{API}/openapi.json"
 
 
-def _schema(model: type[Any]) -> dict[str, Any]:
-    return dict(model.input_schema)
+_OBJECT: dict[str, Any] = {"type": "object"}
+_NAMES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
+_LIST: dict[str, Any] = {"type": "array"}
 
 
 def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
-    """The whole API, top to bottom: path, resource, and what each method does."""
-    def op(model: type[Any]) -> dict[str, Any]:
+    """The whole API, top to bottom: path, resource, and what each method does.
+
+    A method's `body` is the JSON schema the server validates the request body with
+    (the models' own `input_schema`), `query` the schemas of its query parameters,
+    `returns` the shape of a success body: the OpenAPI document is built from this
+    table, so it says what the server checks.
+    """
+    def op(model: type[ClusterOperation]) -> dict[str, Any]:
         return {
-            "GET": {"summary": f"Progress of the cluster's {model.operation}"},
+            "GET": {"summary": f"Progress of the cluster's {model.operation}",
+                    "returns": _OBJECT},
             "PUT": {"summary": f"Start a {model.operation} (409 while one runs)",
-                    "body": _schema(model), "ok": {"201": "Started"}},
-            "DELETE": {"summary": f"Abort the running {model.operation}"},
+                    "body": model.input_schema, "returns": _OBJECT,
+                    "body_required": bool(model.input_schema.get("required")),
+                    "ok": {"201": "Started"}},
+            "DELETE": {"summary": f"Abort the running {model.operation}", "returns": _OBJECT},
         }
 
-    def named(model: type[Any], what: str) -> dict[str, Any]:
+    def named(model: type[Model], what: str) -> dict[str, Any]:
         return {
-            "GET": {"summary": f"Get a {what}"},
+            "GET": {"summary": f"Get a {what}", "returns": _OBJECT},
             "PUT": {"summary": f"Create a {what} (identical re-PUT: 200; different: 409)",
-                    "body": _schema(model), "ok": {"201": "Created", "200": "Already exists"}},
-            "DELETE": {"summary": f"Delete a {what}"},
+                    "body": model.input_schema, "returns": _OBJECT,
+                    "body_required": bool(model.input_schema.get("required")),
+                    "ok": {"201": "Created", "200": "Already exists"}},
+            "DELETE": {"summary": f"Delete a {what}", "returns": {}},
         }
 
+    host_list = hosts.Hosts(bus, config.page_limit)
     table = [
         {"path": f"{API}/status", "tag": "status", "resource": status.Status(bus),
-         "methods": {"GET": {"summary": "Health of server, bus, store and services"}}},
-        {"path": f"{API}/hosts", "tag": "hosts",
-         "resource": hosts.Hosts(bus, config.page_limit),
+         "methods": {"GET": {"summary": "Health of server, bus, store and services",
+                             "returns": _OBJECT,
+                             # The health document, also when the essentials are down.
+                             "ok": {"200": "Serving", "503": "Bus, storage or store down"}}}},
+        {"path": f"{API}/hosts", "tag": "hosts", "resource": host_list,
          "methods": {"GET": {"summary": "List hosts (filter and page)",
-                             "query": ["cluster", "status", "limit", "offset"]}}},
+                             "query": host_list.query, "returns": _LIST,
+                             "headers": {"X-Total-Count": True, "Link": False}}}},
         {"path": f"{API}/host", "tag": "hosts",
          "resource": hosts.SelfRegister(bus, config.trusted_proxies),
          "methods": {"PUT": {"summary": "A host registers itself (address from the connection)",
-                             "body": _schema(Host), "ok": {"201": "Created"}}}},
+                             "body": hosts.SELF_REGISTER_SCHEMA, "body_required": True,
+                             "returns": _OBJECT,
+                             "ok": {"201": "Created", "200": "Already exists"}}}},
         {"path": f"{API}/host/{{address}}", "tag": "hosts", "resource": hosts.HostRecord(bus),
-         "methods": {"GET": {"summary": "Get a host"},
-                     "PUT": {"summary": "Create a host", "body": _schema(Host),
-                             "body_required": True,
+         "methods": {"GET": {"summary": "Get a host", "returns": _OBJECT},
+                     "PUT": {"summary": "Create a host", "body": Host.input_schema,
+                             "body_required": True, "returns": _OBJECT,
                              "ok": {"201": "Created", "200": "Already exists"}},
-                     "DELETE": {"summary": "Delete a host (leaves its cluster)"}}},
+                     "DELETE": {"summary": "Delete a host (leaves its cluster)", "returns": {}}}},
         {"path": f"{API}/host/{{address}}/creds", "tag": "hosts",
          "resource": hosts.HostCreds(bus),
-         "methods": {"GET": {"summary": "The host's SSH credentials"}}},
+         "methods": {"GET": {"summary": "The host's SSH credentials", "returns": _OBJECT}}},
         {"path": f"{API}/host/{{address}}/status", "tag": "hosts",
          "resource": hosts.HostStatus(bus),
-         "methods": {"GET": {"summary": "Host and container manager status"}}},
+         "methods": {"GET": {"summary": "Host and container manager status",
+                             "returns": _OBJECT}}},
         {"path": f"{API}/clusters", "tag": "clusters",
          "resource": records.RecordNames(bus, Cluster),
-         "methods": {"GET": {"summary": "Names of all clusters"}}},
+         "methods": {"GET": {"summary": "Names of all clusters", "returns": _NAMES}}},
         {"path": f"{API}/cluster/{{name}}", "tag": "clusters",
          "resource": records.Record(bus, Cluster), "methods": named(Cluster, "cluster")},
         {"path": f"{API}/cluster/{{name}}/hosts", "tag": "clusters",
          "resource": clusters.ClusterMembers(bus),
-         "methods": {"GET": {"summary": "Member addresses"},
+         "methods": {"GET": {"summary": "Member addresses", "returns": _NAMES},
                      "PUT": {"summary": "Replace members if 'old' is current (else 409)",
-                             "body": {"type": "object", "required": ["old", "new"]}}}},
+                             "body": clusters.MEMBERS_SCHEMA, "body_required": True,
+                             "returns": _NAMES}}},
         {"path": f"{API}/cluster/{{name}}/hosts/{{address}}", "tag": "clusters",
          "resource": clusters.ClusterMember(bus),
-         "methods": {"GET": {"summary": "Membership test (200 or 404)"},
-                     "PUT": {"summary": "Add a host (idempotent)"},
-                     "DELETE": {"summary": "Remove a host (idempotent)"}}},
+         "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": _NAMES},
+                     "PUT": {"summary": "Add a host (idempotent)", "returns": _NAMES},
+                     "DELETE": {"summary": "Remove a host (idempotent)", "returns": _NAMES}}},
         {"path": f"{API}/cluster/{{name}}/restart", "tag": "operations",
          "resource": clusters.ClusterOperationResource(bus, ClusterRestart),
          "methods": op(ClusterRestart)},
@@ -98,20 +122,49 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
          "methods": op(ClusterDeploy)},
         {"path": f"{API}/networks", "tag": "networks",
          "resource": records.RecordNames(bus, Network),
-         "methods": {"GET": {"summary": "Names of all networks"}}},
+         "methods": {"GET": {"summary": "Names of all networks", "returns": _NAMES}}},
         {"path": f"{API}/network/{{name}}", "tag": "networks",
          "resource": records.Record(bus, Network), "methods": named(Network, "network")},
         {"path": f"{API}/containermanagers", "tag": "containermanagers",
          "resource": records.RecordNames(bus, ContainerManagerConfig),
-         "methods": {"GET": {"summary": "Names of all container managers"}}},
+         "methods": {"GET": {"summary": "Names of all container managers", "returns": _NAMES}}},
         {"path": f"{API}/containermanager/{{name}}", "tag": "containermanagers",
          "resource": records.Record(bus, ContainerManagerConfig),
          "methods": named(ContainerManagerConfig, "container manager")},
     ]
-    table.append({"path": f"{API}/openapi.json", "tag": "meta",
-                  "resource": openapi.OpenAPI(table),
-                  "methods": {"GET": {"summary": "This document"}}})
+    table.append({"path": OPENAPI_PATH, "tag": "meta",
+                  "resource": openapi.OpenAPI(table, open_paths(config)),
+                  "methods": {"GET": {"summary": "This document", "returns": _OBJECT}}})
     return table
+
+
+def open_paths(config: ServerConfig) -> list[str]:
+    """Paths served without credentials: the configured self-auth paths, and the
+    OpenAPI document (it describes the API, holds no record, and clients and
+    tools such as schemathesis read it before they have credentials)."""
+    return [*config.self_auths, OPENAPI_PATH]
+
+
+class StrictQuery:
+    """Query parameters an operation does not take are a 400 naming them.
+
+    /hosts parses its own (filters and paging); every other operation takes none.
+    """
+
+    def __init__(self, table: list[dict[str, Any]]) -> None:
+        self.allowed = {(route["path"], method): set(doc.get("query") or ())
+                        for route in table for method, doc in route["methods"].items()}
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response,
+                         resource: Any, params: dict[str, Any]) -> None:
+        allowed = self.allowed.get((req.uri_template or "", req.method))
+        if allowed is None:  # no route, or a method falcon answers itself (405, OPTIONS)
+            return
+        for name in req.params:
+            if name not in allowed:
+                raise errors.ValidationError(
+                    "is not a known parameter; allowed: " + (", ".join(sorted(allowed)) or "none"),
+                    field=name[:64])
 
 
 class RequestId:
@@ -157,12 +210,17 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
 def create_app(config: ServerConfig, bus: Bus) -> falcon.App:
     middleware: list[Any] = [
         RequestId(),
-        build_auth_middleware(config.authentication_plugins, config.self_auths),
+        BodyLimit(config.max_body_size),
+        build_auth_middleware(config.authentication_plugins, open_paths(config),
+                              config.trusted_proxies, config.auth_failure_limit,
+                              config.auth_failure_window),
     ]
+    table = routes(bus, config)
+    middleware.append(StrictQuery(table))
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
-    for route in routes(bus, config):
+    for route in table:
         app.add_route(route["path"], route["resource"])
     app.add_error_handler(Exception, _handle_unexpected)
     app.add_error_handler(errors.CommissaireError, _handle_commissaire_error)

@@ -4,10 +4,16 @@ gunicorn runs the falcon app built by a factory in each worker (so every worker 
 its own bus client and reply queue). Threaded workers: each request mostly waits on
 the bus. TLS comes from --tls-pemfile (certificate and key in one PEM), client
 certificates are verified against --tls-clientverifyfile when given.
+
+The worker class is commissaire_http.worker's: connections are read (TLS
+handshake, head, body up to max-body-size) in the worker's poller loop, and a
+thread gets a request only once it is whole, so slow or idle clients hold no
+thread. HTTP/2 stays off (an HTTP/2 connection would hold a thread for its life).
 """
 from __future__ import annotations
 
 import logging
+import resource
 import ssl
 import sys
 from collections.abc import Callable
@@ -16,6 +22,11 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 
 from commissaire.config import ConfigError, ServerConfig, build_server_parser, load_server_config
+from commissaire_http.worker import worker_class
+
+# Connections each worker keeps open at most (gunicorn's worker_connections);
+# past it the oldest connection still sending its request is dropped.
+WORKER_CONNECTIONS = 1000
 
 
 class _Application(BaseApplication):  # type: ignore[misc]
@@ -44,8 +55,11 @@ def gunicorn_options(config: ServerConfig, workers: int, threads: int,
     options: dict[str, Any] = {
         "bind": f"{host}:{config.listen_port}",
         "workers": workers,
-        "worker_class": "gthread",
+        "worker_class": worker_class(config.max_body_size, config.request_read_timeout),
         "threads": threads,
+        "worker_connections": WORKER_CONNECTIONS,
+        "http_protocols": "h1",
+        "http2_cleartext": "off",
         "timeout": max(30, int(config.bus_timeout * 3)),
         "graceful_timeout": 10,
         "keepalive": 5,
@@ -64,9 +78,22 @@ def gunicorn_options(config: ServerConfig, workers: int, threads: int,
     return options
 
 
+def _raise_open_file_limit() -> None:
+    """Room for every worker's connections (the soft limit is often 1024)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = WORKER_CONNECTIONS + 256
+    if soft != resource.RLIM_INFINITY and soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass
+
+
 def serve(config: ServerConfig, app_factory: Callable[[], Any], *, workers: int,
           threads: int, on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
+    _raise_open_file_limit()
     _Application(gunicorn_options(config, workers, threads, on_ready), app_factory).run()
 
 

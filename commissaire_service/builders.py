@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from commissaire import reach
 from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
+from commissaire.reach import Reach
 from commissaire_service.clusterexec.executor import Settings
 from commissaire_service.clusterexec.service import ClusterExecService
 from commissaire_service.containermgr.service import build_service as build_containermgr
@@ -16,16 +16,14 @@ from commissaire_service.service import Service
 from commissaire_service.watcher.service import WatcherService
 
 
-def _confine(config: dict[str, Any]) -> None:
-    """`ssh-allowed-networks`: the only networks this process may SSH to."""
-    if "ssh-allowed-networks" in config:
-        reach.set_allowed_networks(list(config["ssh-allowed-networks"]))
+def _reach(config: dict[str, Any]) -> Reach:
+    """`ssh-allowed-networks`: the only networks this service may SSH to (empty: any)."""
+    return Reach.from_setting(config.get("ssh-allowed-networks"))
 
 
 def _ssh(config: dict[str, Any]) -> SSHSettings:
-    _confine(config)
     return SSHSettings(kex_algorithms=config.get("ssh-kex-algorithms", ""),
-                       forks=int(config.get("forks", 50)))
+                       forks=int(config.get("forks", 50)), reach=_reach(config))
 
 
 def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
@@ -34,10 +32,10 @@ def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
 
 
 def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
-    _confine(config)
     return WatcherService(bus, interval=float(config.get("interval", 30)),
                           concurrency=int(config.get("concurrency", 100)),
-                          kex_algorithms=config.get("ssh-kex-algorithms", ""))
+                          kex_algorithms=config.get("ssh-kex-algorithms", ""),
+                          reach=_reach(config))
 
 
 def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:

@@ -228,11 +228,11 @@ def action_cost(lab: Lab, hosts: list[LabHost], op: dict[str, Any], width: int
     executor's wave); and the health gate's SSH probe (asyncssh, boot id)."""
     import asyncio
 
-    from commissaire import reach
     from commissaire.ansible import runner
+    from commissaire.reach import Reach
     from commissaire.ssh import ProbeTarget, probe
 
-    reach.set_allowed_networks(["127.0.0.0/8"])
+    lab_only = Reach.from_setting(["127.0.0.0/8"])
     key = Path(lab.private_key_path).read_text()
     op_id = re.sub(r"[^A-Za-z0-9_.-]", "_", f"restart-bench-{op.get('started_at') or ''}")
     targets = [runner.Target(address=h.address, private_key=key, host_key=h.host_public_key(),
@@ -241,7 +241,8 @@ def action_cost(lab: Lab, hosts: list[LabHost], op: dict[str, Any], width: int
     def one(target: runner.Target) -> float:
         t = time.monotonic()
         result = runner.run_playbook("restart.yml", [target],
-                                     extravars={"commissaire_operation_id": op_id})
+                                     extravars={"commissaire_operation_id": op_id},
+                                     settings=runner.SSHSettings(reach=lab_only))
         if result.hosts[target.address].outcome != runner.OK:
             raise RuntimeError(f"restart.yml on {target.address}: "
                                f"{result.hosts[target.address].message}")
@@ -260,7 +261,7 @@ def action_cost(lab: Lab, hosts: list[LabHost], op: dict[str, Any], width: int
     for _ in range(5):
         t = time.monotonic()
         result = asyncio.run(probe(ProbeTarget(host.address, key, host_key=host.host_public_key()),
-                                   timeout=10))
+                                   timeout=10, reach=lab_only))
         probes.append(time.monotonic() - t)
         if not result.ok:
             raise RuntimeError(f"probe {host.address}: {result.message}")

@@ -54,7 +54,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from commissaire import errors, reach  # noqa: E402
+from commissaire import errors  # noqa: E402
+from commissaire.reach import Reach  # noqa: E402
 from commissaire_service.watcher.service import WatcherService  # noqa: E402
 from tools.lab import Lab  # noqa: E402
 
@@ -150,7 +151,6 @@ def main() -> int:
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    reach.set_allowed_networks([str(LOOPBACK)])
     lab = None
     try:
         lab = Lab(reboot_time=2.0)
@@ -166,7 +166,8 @@ def main() -> int:
         creds = {"ssh_priv_key": lab.private_key_b64, "remote_user": "root"}
         bus = FakeStorageBus(records, creds)
         watcher = WatcherService(bus, interval=30.0, timeout=args.timeout,
-                                 concurrency=args.concurrency, start=False)
+                                 concurrency=args.concurrency, start=False,
+                                 reach=Reach.from_setting([str(LOOPBACK)]))
         watcher.load()
         assert len(watcher.due()) == len(addresses)
 

@@ -5,7 +5,10 @@ Two modes, the two a user runs:
 - `AllInOneStack`: `commissaire-allinone` (server + every service in one
   process, SQLite store, in-process bus).
 - `DistributedStack`: real Redis and etcd on free ports, each service as its
-  own process, `commissaire-server` under gunicorn.
+  own process, `commissaire-server` under gunicorn. Redis takes only its ACL
+  user (the password is in each process's config file, never on a command
+  line) and etcd only clients with a certificate of its CA, as the README's
+  distributed mode asks of a production setup.
 
 Both give `base_url` (…/api/v0), `auth` (a user created for the run), a
 `session()` and `stop()`, and are context managers. Service settings (watcher
@@ -101,10 +104,14 @@ class _Stack:
                  workdir: str | None = None, bcrypt_rounds: int = 4) -> None:
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"commissaire-{self.mode}-"))
         self.workdir.mkdir(parents=True, exist_ok=True)
-        # Tests and benchmarks never SSH outside loopback, whatever they register.
+        # Tests and benchmarks never SSH outside loopback, whatever they register,
+        # and call container managers (the Kubernetes stand-in) on loopback only.
         confined = {"ssh-allowed-networks": ["127.0.0.0/8"]}
         self.service_config = {name: {**confined, **(service_config or {}).get(name, {})}
                                for name in ("investigator", "watcher", "clusterexec")}
+        self.service_config["containermgr"] = {
+            "allowed-urls": ["http://127.0.0.0/8:*", "https://127.0.0.0/8:*"],
+            **(service_config or {}).get("containermgr", {})}
         for name, conf in (service_config or {}).items():
             self.service_config.setdefault(name, conf)
         self.procs = Processes(self.workdir)
@@ -205,20 +212,26 @@ class DistributedStack(_Stack):
                 **self.service_config.get(name, {})}
         if name == "storage":
             conf.update({"secrets-key-file": str(self.workdir / "secrets.key"),
-                         "storage-handlers": [{"name": "commissaire.storage.etcd",
-                                               "server_url": self.etcd.url, "watch_cache": True,
-                                               "models": ["*"]}]})
-        path = self.workdir / f"{name}.conf"
-        path.write_text(json.dumps(conf))
+                         "storage-handlers": [self.etcd.handler_config(watch_cache=True,
+                                                                       models=["*"])]})
+        path = self.write_private(f"{name}.conf", conf)
         return [str(self.bin / f"commissaire-{name}-service"), "-c", str(path)]
+
+    def write_private(self, name: str, conf: dict[str, Any]) -> Path:
+        """A config file only its owner reads: it holds the bus password."""
+        path = self.workdir / name
+        path.touch(mode=0o600)
+        path.write_text(json.dumps(conf))
+        return path
 
     def start_service(self, name: str) -> None:
         self.procs.start(name, self.service_argv(name))
 
     def start_server(self) -> None:
-        self.procs.start("server", [str(self.bin / "commissaire-server"),
-                                    *self.server_flags(), "--bus-uri", self.redis.url,
-                                    "--workers", str(self.workers)])
+        config = self.write_private("server.conf", {"bus-uri": self.redis.url})
+        flags = [f for f in self.server_flags() if f != "--no-config-file"]
+        self.procs.start("server", [str(self.bin / "commissaire-server"), "-c", str(config),
+                                    *flags, "--workers", str(self.workers)])
 
     def crash(self, name: str, down: float = 1.0) -> None:
         """kill -9 the server, a service, Redis or etcd, start it again `down` s

@@ -1,29 +1,43 @@
 """The one place that runs Ansible (through ansible-runner).
 
-Each run gets a private data dir (0700) holding the inventory, one 0600 file per
-private key, a known_hosts file of the pinned host keys and the SSH control
-sockets; the dir is removed when the run ends, whatever happens. Progress is
-read from ansible-runner's event callbacks, never from stdout. Each host ends
-with one distinct outcome: ok, unreachable, auth_failed, host_key_mismatch or
-failed (a task failed), with a message a person can act on.
+Each run gets a private data dir (0700, named after the owning process so a
+service starting later can remove what a killed one left: `remove_stale_run_dirs`)
+holding the inventory, one 0600 file per private key, a known_hosts file of the
+pinned host keys and the SSH control sockets; the dir is removed when the run
+ends, whatever happens. Progress is read from ansible-runner's event callbacks,
+never from stdout. Each host ends with one distinct outcome: ok, unreachable,
+auth_failed, host_key_mismatch, host_key_not_pinned or failed (a task failed),
+with a message a person can act on.
+
+Untrusted text stays text: every string we hand Ansible (inventory, host vars,
+extra vars) comes from the API, the store or a host, so it is written into YAML
+files with the `!unsafe` tag, which Ansible never renders as a template. We
+never use ansible-runner's `inventory=<dict>`/`extravars=` (plain JSON, which
+ansible-core trusts as templates). No run happens without a pinned host key:
+the investigator pins it (fetched over SSH) before its first run.
 """
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import re
+import shlex
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 
-from commissaire import reach
+from commissaire.reach import Reach
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +48,17 @@ UNREACHABLE = "unreachable"
 AUTH_FAILED = "auth_failed"
 HOST_KEY_MISMATCH = "host_key_mismatch"
 FAILED = "failed"
+HOST_KEY_NOT_PINNED = "host_key_not_pinned"
+
+#: The OS profiles of playbooks/os/ (also listed in playbooks/vars/profiles.yml):
+#: the only values `commissaire_os` ever takes.
+OS_PROFILES = ("atomic", "centos", "debian", "fedora", "lab", "rhel", "ubuntu")
+
+#: Run dirs are `<temp dir>/commissaire-run-<pid>-<process start>-<random>`.
+RUN_DIR_PREFIX = "commissaire-run-"
+_RUN_DIR_NAME = re.compile(r"commissaire-run-([0-9]+)-([0-9]+)-[A-Za-z0-9_]+")
+#: A run dir named before pids were embedded is removed once older than this.
+LEGACY_RUN_DIR_AGE = 2 * 3600
 
 
 @dataclasses.dataclass
@@ -44,7 +69,7 @@ class Target:
     private_key: str  # PEM/OpenSSH text; written to a 0600 file for the run only
     user: str = "root"
     port: int = 22
-    host_key: str = ""  # pinned public key ("ssh-ed25519 AAAA..."); "" = first contact
+    host_key: str = ""  # pinned public key ("ssh-ed25519 AAAA..."); "" = refused
     hostvars: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show the key
@@ -78,6 +103,8 @@ class SSHSettings:
     connect_timeout: int = 10
     control_persist: int = 60
     forks: int = 50
+    # The networks this service may reach over SSH (its ssh-allowed-networks).
+    reach: Reach = dataclasses.field(default_factory=Reach)
 
 
 def known_hosts_line(address: str, port: int, public_key: str) -> str:
@@ -137,10 +164,25 @@ class _Events:
         elif kind == "runner_on_failed" and not data.get("ignore_errors") \
                 and result.outcome == OK:
             task = data.get("task", "a task")
-            msg = res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed"
+            msg = _failure_message(res)
             result.outcome = FAILED
-            result.message = f"task '{task}' failed on {host}: {str(msg).strip()[:500]}"
+            result.message = one_line(f"task '{task}' failed on {host}: {str(msg).strip()}",
+                                      600)
         return True  # keep ansible-runner's own artifact handling
+
+
+def _failure_message(res: dict[str, Any]) -> str:
+    """What a failed task said; for a loop, the first failed item's message."""
+    for item in res.get("results") or []:
+        if isinstance(item, dict) and item.get("failed"):
+            return _failure_message(item)
+    return str(res.get("msg") or res.get("stderr") or res.get("module_stderr") or "failed")
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """`text` (perhaps written by a host) as one bounded line for a status reason."""
+    flat = re.sub(r"[\x00-\x1f\x7f]+", " ", text).strip()
+    return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
 def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any] | None = None,
@@ -148,8 +190,17 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
                  on_ok: OnOk | None = None) -> RunResult:
     """Run `playbook` (a file name under playbooks/ or a path) against `targets`."""
     settings = settings or SSHSettings()
-    reasons = {t.address: reach.refusal(t.address) for t in targets}
+    reasons = {t.address: settings.reach.refusal(t.address) for t in targets}
     refused = {a: HostResult(UNREACHABLE, why) for a, why in reasons.items() if why}
+    for target in targets:
+        if target.address not in refused and not _ADDRESS.fullmatch(target.address):
+            refused[target.address] = HostResult(FAILED, "not a valid host address")
+        # Never connect to a host whose key nobody pinned: no run turns host-key
+        # checking off (the investigator pins the key before its first run).
+        elif target.address not in refused and not target.host_key.strip():
+            refused[target.address] = HostResult(HOST_KEY_NOT_PINNED, (
+                f"no SSH host key is pinned for {target.address}; refusing to connect "
+                "(investigate the host again to pin its key)"))
     targets = [t for t in targets if t.address not in refused]
     if not targets:
         return RunResult(refused, "failed")
@@ -161,19 +212,20 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
 def _run(playbook: str, targets: list[Target], extravars: dict[str, Any] | None,
          settings: SSHSettings, timeout: int, on_ok: OnOk | None) -> RunResult:
     by_name = {t.address: t for t in targets}
-    private = Path(tempfile.mkdtemp(prefix="commissaire-run-"))
-    os.chmod(private, 0o700)
+    private = new_run_dir()
     events = _Events(by_name, on_ok)
     try:
         inventory = _write_inventory(private, targets)
+        extra = _write_extravars(private, extravars or {})
         envvars = _environment(private, settings)
         path = Path(playbook) if os.path.isabs(playbook) else PLAYBOOKS / playbook
         runner = ansible_runner.run(
             private_data_dir=str(private),
             ident=uuid.uuid4().hex,
             playbook=str(path),
-            inventory=inventory,
-            extravars=extravars or {},
+            # Paths to our own YAML files, never dicts (see the module docstring).
+            inventory=str(inventory),
+            cmdline=f"-e {shlex.quote('@' + str(extra))}",
             envvars=envvars,
             event_handler=events,
             forks=min(settings.forks, max(1, len(targets))),
@@ -193,7 +245,69 @@ def _run(playbook: str, targets: list[Target], extravars: dict[str, Any] | None,
         shutil.rmtree(private, ignore_errors=True)
 
 
-def _write_inventory(private: Path, targets: list[Target]) -> dict[str, Any]:
+# -- the files Ansible reads ---------------------------------------------------
+
+class _Unsafe(dict):  # type: ignore[type-arg]
+    """Variables written as one `!unsafe` mapping: Ansible never templates
+    anything in it (ansible-core applies the tag to the whole subtree)."""
+
+
+class _Dumper(yaml.SafeDumper):
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        # Never leave a quoted scalar's tag implicit, so every string is written
+        # `!!str "..."`: under `!unsafe`, ansible-core resolves scalars as if plain
+        # ("12" would become 12, "true" True, "" None) unless the tag is explicit.
+        if kind is yaml.ScalarNode and implicit == (False, True):
+            return "!explicit"
+        return super().resolve(kind, value, implicit)
+
+
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:
+    # Double-quoted: newlines and control characters are escaped, never raw.
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
+
+
+def _represent_unsafe(dumper: yaml.SafeDumper, value: _Unsafe) -> Any:
+    return dumper.represent_mapping("!unsafe", dict(value))
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(_Unsafe, _represent_unsafe)
+_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: An inventory host name: an IP address or a DNS name (no ranges, no patterns).
+_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+
+
+def _plain(value: Any) -> Any:
+    """`value` as plain YAML data (str, int, float, bool, None, lists, dicts)."""
+    if isinstance(value, str):
+        return str(value)
+    if isinstance(value, dict):
+        return {_plain(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    raise TypeError(f"cannot hand a {type(value).__name__} to Ansible")
+
+
+def _variables(values: dict[str, Any]) -> _Unsafe:
+    """Variables (names checked: they are ours) as one `!unsafe` mapping."""
+    for name in values:
+        if not isinstance(name, str) or not _VAR_NAME.fullmatch(name):
+            raise ValueError(f"not a variable name: {name!r}")
+    return _Unsafe({name: _plain(value) for name, value in values.items()})
+
+
+def _dump_private(path: Path, data: Any) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        yaml.dump(data, handle, Dumper=_Dumper, default_flow_style=False,
+                  width=1 << 30, allow_unicode=False, sort_keys=True)
+
+
+def _write_inventory(private: Path, targets: list[Target]) -> Path:
+    """inventory/hosts.yml (every string `!unsafe`), the keys and known_hosts."""
     keys = private / "keys"
     keys.mkdir(mode=0o700)
     known_hosts = private / "known_hosts"
@@ -205,21 +319,31 @@ def _write_inventory(private: Path, targets: list[Target]) -> dict[str, Any]:
         with os.fdopen(fd, "w") as handle:
             handle.write(target.private_key if target.private_key.endswith("\n")
                          else target.private_key + "\n")
-        if target.host_key:
-            lines.append(known_hosts_line(target.address, target.port, target.host_key))
-        hosts[target.address] = {
+        lines.append(known_hosts_line(target.address, target.port, target.host_key))
+        hosts[target.address] = _variables({
+            **target.hostvars,
+            # Ours last: host variables cannot replace how we connect.
             "ansible_host": target.address,
-            "ansible_port": target.port,
+            "ansible_port": int(target.port),
             "ansible_user": target.user,
             "ansible_ssh_private_key_file": str(key_file),
             "ansible_python_interpreter": "auto_silent",
-            # First contact (no pinned key) accepts the key; later runs verify it.
-            "ansible_ssh_common_args": "" if target.host_key else
-            "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null",
-            **target.hostvars,
-        }
+        })
     known_hosts.write_text("\n".join(lines) + "\n")
-    return {"all": {"hosts": hosts}}
+    inventory = private / "inventory"
+    inventory.mkdir(mode=0o700)
+    path = inventory / "hosts.yml"
+    _dump_private(path, {"all": {"hosts": hosts}})
+    return path
+
+
+def _write_extravars(private: Path, extravars: dict[str, Any]) -> Path:
+    """vars/extra.yml, passed as `-e @file`: every string `!unsafe`."""
+    folder = private / "vars"
+    folder.mkdir(mode=0o700)
+    path = folder / "extra.yml"
+    _dump_private(path, _variables(extravars))
+    return path
 
 
 def _ssh_args(private: Path, settings: SSHSettings) -> str:
@@ -245,7 +369,9 @@ def _environment(private: Path, settings: SSHSettings) -> dict[str, str]:
         "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
         "ANSIBLE_HOME": str(private / "home"),
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
-        "ANSIBLE_REMOTE_TMP": "/tmp/.commissaire-ansible",
+        # Ansible's per-user default on the host (0700 dirs under the remote
+        # user's home), never a fixed path in the host's shared /tmp.
+        "ANSIBLE_REMOTE_TMP": "~/.ansible/tmp",
         "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
         # %C (a hash of host, port, user) also lets us stop the masters afterwards.
         "ANSIBLE_SSH_CONTROL_PATH": f"{private / 'cp'}/%%C",
@@ -271,3 +397,67 @@ def _stop_control_masters(private: Path, targets: list[Target]) -> None:
             ["ssh", "-o", f"ControlPath={control_dir}/%C", "-O", "exit",
              "-p", str(target.port), "-l", target.user, target.address],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10, check=False)
+
+
+# -- run dirs ----------------------------------------------------------------------
+
+def _process_start(pid: int) -> int:
+    """When `pid` started (clock ticks since boot; 0 if unknown): a pid alone may
+    have been reused by another process since the dir was made."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[19])  # field 22, starttime
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def new_run_dir(parent: str | None = None) -> Path:
+    """A fresh 0700 run dir whose name says which process owns it."""
+    pid = os.getpid()
+    path = Path(tempfile.mkdtemp(prefix=f"{RUN_DIR_PREFIX}{pid}-{_process_start(pid)}-",
+                                 dir=parent))
+    os.chmod(path, 0o700)
+    return path
+
+
+def _owner_alive(pid: int, started: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    return not started or _process_start(pid) in (0, started)
+
+
+def remove_stale_run_dirs(parent: str | None = None) -> list[str]:
+    """Remove the run dirs (with their private keys) of processes that died mid-run.
+
+    Called when a service that runs Ansible starts. Only our own dirs whose owner
+    process is gone: several services on one machine each keep theirs."""
+    base = Path(parent or tempfile.gettempdir())
+    removed: list[str] = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(RUN_DIR_PREFIX):
+            continue
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+            continue  # never follow a symlink, never touch another user's files
+        match = _RUN_DIR_NAME.fullmatch(entry.name)
+        if match:
+            if _owner_alive(int(match[1]), int(match[2])):
+                continue
+        elif time.time() - info.st_mtime < LEGACY_RUN_DIR_AGE:
+            continue  # named before pids were embedded: only once surely finished
+        shutil.rmtree(entry, ignore_errors=True)
+        removed.append(str(entry))
+    if removed:
+        logger.info("removed %d run dir(s) left by stopped processes", len(removed))
+    return removed

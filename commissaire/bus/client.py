@@ -19,7 +19,7 @@ from commissaire.bus import (
     inproc,  # noqa: F401  (registers inproc://)
     protocol,
 )
-from commissaire.bus.fastredis import connect
+from commissaire.bus.fastredis import connect, failure
 
 logger = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ class BusClient:
             if _is_broker_error(exc):
                 self._local.producer = None
                 raise errors.BusUnavailable(
-                    f"cannot publish to the bus at {self._safe_uri()}: {type(exc).__name__}"
+                    f"cannot publish to the bus at {self._safe_uri()}: {failure(exc)}"
                 ) from None
             raise
 
@@ -182,5 +182,6 @@ class BusClient:
                 if not _is_broker_error(exc):
                     logger.exception("reply consumer failed")
                 else:
-                    logger.warning("bus unreachable (%s); retrying", type(exc).__name__)
+                    logger.warning("bus at %s unreachable (%s); retrying", self._safe_uri(),
+                                   failure(exc))
                 self._stopping.wait(1.0)

@@ -30,8 +30,28 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+_AUTH_MARKERS = ("NOAUTH", "WRONGPASS", "invalid username-password", "AuthenticationError",
+                 "Authentication required")
+
+
+def failure(exc: BaseException) -> str:
+    """Why a broker connection failed, in words without the URI or its password:
+    refused credentials are named as such (an operator's first question)."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # walk the cause chain kombu wraps around redis' error
+        if seen is None:
+            break
+        text = f"{type(seen).__name__} {seen}"
+        if any(marker in text for marker in _AUTH_MARKERS):
+            return "the broker refused our credentials (check the user and password in bus-uri)"
+        seen = seen.__cause__ or seen.__context__
+    return type(exc).__name__
+
+
 def connect(uri: str) -> Connection:
-    """A kombu connection to `uri`, with the cached-client channel for redis://."""
-    if urllib.parse.urlsplit(uri).scheme == "redis":
+    """A kombu connection to `uri`, with the cached-client channel for redis:// and
+    rediss:// (Redis over TLS: `rediss://user:password@host:port/0?ssl_cert_reqs=required
+    &ssl_ca_certs=/path/ca.pem`; ssl_certfile/ssl_keyfile for a client certificate)."""
+    if urllib.parse.urlsplit(uri).scheme in ("redis", "rediss"):
         return Connection(uri, transport=Transport)
     return Connection(uri)

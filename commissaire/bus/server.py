@@ -20,7 +20,7 @@ from commissaire.bus import (
     inproc,  # noqa: F401  (registers inproc://)
     protocol,
 )
-from commissaire.bus.fastredis import connect
+from commissaire.bus.fastredis import connect, failure
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class BusServer:
                                 continue
             except Exception as exc:
                 logger.warning("bus consumer for %s lost its connection (%s); retrying",
-                               self.queues[0].name, type(exc).__name__)
+                               self.queues[0].name, failure(exc))
                 self._stopping.wait(1.0)
 
     def _make_handler(self, producer: Producer) -> Callable[[Any, Any], None]:

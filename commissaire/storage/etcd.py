@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Callable
@@ -74,6 +75,15 @@ class EtcdStoreHandler(StoreHandler):
             raise ValueError(f"server_url {server_url!r} is not an http(s)://host:port URL")
         if bool(certificate_path) != bool(certificate_key_path):
             raise ValueError("certificate_path and certificate_key_path go together")
+        # TLS: certificate_ca_path verifies etcd's certificate; certificate_path and
+        # certificate_key_path are this client's certificate (etcd --client-cert-auth).
+        for option, path in (("certificate_path", certificate_path),
+                             ("certificate_key_path", certificate_key_path),
+                             ("certificate_ca_path", certificate_ca_path)):
+            if path and not os.access(path, os.R_OK):
+                raise ValueError(f"{option}: {path} is not a readable file")
+        if parts.scheme == "http" and (certificate_path or certificate_ca_path):
+            raise ValueError(f"server_url {server_url!r}: TLS options need an https:// URL")
         self.server_url = server_url
         self.prefix = prefix
         self._client_args: dict[str, Any] = {
@@ -102,7 +112,7 @@ class EtcdStoreHandler(StoreHandler):
             ok = True
             return result
         except (etcd_exc.ConnectionFailedError, etcd_exc.ConnectionTimeoutError,
-                requests.RequestException) as exc:
+                requests.RequestException, OSError) as exc:  # OSError: a TLS file went away
             detail = str(exc.detail_text if isinstance(exc, etcd_exc.Etcd3Exception) else exc)
             raise errors.StoreUnavailable(
                 f"etcd at {self.server_url} cannot be reached: {detail[:300]}") from exc

@@ -5,6 +5,12 @@ conf/users.json) and/or `users` (the same mapping inline). bcrypt is slow on
 purpose (~0.2 s at cost 12), so a successful check is remembered under an HMAC of
 user and password keyed by a per-process random key: the cache never holds
 anything that could be replayed or reversed, and a changed users file clears it.
+
+No timing oracle: an unknown user name (or a broken stored hash) is checked
+against a dummy hash of the users' bcrypt cost, so it costs what a known one
+costs. The cache only answers fast for the exact user and password that were
+verified before, so a fast answer tells nothing to someone who does not already
+hold the password; failures are never cached.
 """
 from __future__ import annotations
 
@@ -27,6 +33,15 @@ from commissaire_http.authentication import Authenticator
 
 BCRYPT_MAX_BYTES = 72
 CACHE_LIMIT = 4096
+DEFAULT_COST = 12
+
+
+def _cost(hashed: str) -> int | None:
+    """The cost of a "$2b$12$..." hash, None when it is not one."""
+    parts = hashed.split("$")
+    if len(parts) == 4 and parts[2].isdecimal() and parts[2].isascii():
+        return int(parts[2])
+    return None
 
 
 def _read_users(path: str) -> dict[str, Any]:
@@ -56,6 +71,7 @@ class HTTPBasicAuth(Authenticator):
         self._key = secrets.token_bytes(32)
         self._good: set[bytes] = set()
         self._lock = threading.Lock()
+        self._dummy: bytes = b""
         self._users()
 
     def _users(self) -> dict[str, Any]:
@@ -68,21 +84,43 @@ class HTTPBasicAuth(Authenticator):
                 with self._lock:
                     self._file_users, self._file_stamp = users, stamp
                     self._good.clear()
-        return {**self._file_users, **self.inline}
+        users = {**self._file_users, **self.inline}
+        self._refresh_dummy(users)
+        return users
 
-    def authenticate(self, req: falcon.Request) -> bool:
+    def _refresh_dummy(self, users: dict[str, Any]) -> None:
+        """A hash of a random password at the highest cost among the users'."""
+        costs = [c for c in (_cost(r["hash"]) for r in users.values()) if c is not None]
+        cost = min(max(costs, default=DEFAULT_COST), 31)
+        if _cost(self._dummy.decode()) != cost:
+            self._dummy = bcrypt.hashpw(secrets.token_bytes(16), bcrypt.gensalt(max(cost, 4)))
+
+    def _decode(self, req: falcon.Request) -> tuple[str, str] | None:
         header = req.get_header("Authorization") or ""
         scheme, _, encoded = header.partition(" ")
         if scheme.lower() != "basic" or not encoded:
-            return False
+            return None
         try:
             user, sep, password = base64.b64decode(encoded.strip(), validate=True) \
                 .decode("utf-8").partition(":")
         except (binascii.Error, UnicodeDecodeError):
-            raise errors.ValidationError("Authorization header is not valid base64 "
-                                         "'user:password'", field="Authorization") from None
-        if not sep:
+            # (H2) Unusable credentials are a 401 with the challenge, like wrong ones
+            # (RFC 7617; schemathesis counts any Basic value as well-formed).
+            return None
+        return (user, password) if sep else None
+
+    def claimed_user(self, req: falcon.Request) -> str | None:
+        try:
+            decoded = self._decode(req)
+        except errors.ValidationError:
+            return None
+        return decoded[0] if decoded else None
+
+    def authenticate(self, req: falcon.Request) -> bool:
+        decoded = self._decode(req)
+        if decoded is None:
             return False
+        user, password = decoded
         secret = password.encode("utf-8")
         if len(secret) > BCRYPT_MAX_BYTES:
             raise errors.ValidationError(f"password longer than {BCRYPT_MAX_BYTES} bytes cannot "
@@ -92,6 +130,7 @@ class HTTPBasicAuth(Authenticator):
         except OSError:
             return False
         if record is None:
+            self._check_dummy(secret)
             return False
         token = hmac.new(self._key, user.encode() + b"\0" + secret + b"\0"
                          + record["hash"].encode(), hashlib.sha256).digest()
@@ -100,6 +139,7 @@ class HTTPBasicAuth(Authenticator):
         try:
             ok = bcrypt.checkpw(secret, record["hash"].encode())
         except ValueError:
+            self._check_dummy(secret)
             return False
         if ok:
             with self._lock:
@@ -107,6 +147,10 @@ class HTTPBasicAuth(Authenticator):
                     self._good.clear()
                 self._good.add(token)
         return ok
+
+    def _check_dummy(self, secret: bytes) -> None:
+        """Spend what a real check spends, for a name that has no usable hash."""
+        bcrypt.checkpw(secret, self._dummy)
 
 
 PluginClass = HTTPBasicAuth

@@ -1,12 +1,12 @@
 """What every resource shares: reading JSON bodies and calling services."""
 from __future__ import annotations
 
-import json
+import re
 from typing import Any, Protocol
 
 import falcon
 
-from commissaire import errors
+from commissaire import errors, validation
 
 
 class Bus(Protocol):
@@ -16,15 +16,46 @@ class Bus(Protocol):
              timeout: float | None = None, request_id: str | None = None) -> Any: ...
 
 
-def read_json(req: falcon.Request) -> Any:
-    """The request body as JSON; None when there is no body."""
+def read_json(req: falcon.Request) -> dict[str, Any] | None:
+    """The request body, a JSON object; None when there is no body.
+
+    Every body of this API is an object: anything else (JSON `null` included) is a
+    400, and so are NaN/Infinity and nesting deeper than validation.MAX_DEPTH.
+    """
     raw = req.bounded_stream.read()
     if not raw or not raw.strip():
         return None
-    try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise errors.BadJSON(f"the request body is not valid JSON: {exc}") from None
+    body = validation.loads(raw)
+    if not isinstance(body, dict):
+        raise errors.ValidationError("the request body must be a JSON object")
+    return body
+
+
+_DIGITS = re.compile(r"[0-9]{1,12}")
+
+
+def parse_query(req: falcon.Request, spec: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The query parameters, checked against `spec` (name -> JSON schema): unknown or
+    repeated parameters and bad values are 400s naming the parameter.
+
+    Integers are ASCII digits only: `str.isdigit()` and `int()` take "²" and "٣".
+    """
+    values: dict[str, Any] = {}
+    for name, raw in req.params.items():
+        if name not in spec:
+            allowed = ", ".join(sorted(spec)) or "none"
+            raise errors.ValidationError(f"is not a known parameter; allowed: {allowed}",
+                                         field=name[:64])
+        if not isinstance(raw, str):
+            raise errors.ValidationError("must be given once", field=name)
+        if spec[name].get("type") == "integer":
+            if not _DIGITS.fullmatch(raw):
+                raise errors.ValidationError("must be a whole number (digits 0-9)", field=name)
+            values[name] = int(raw)
+        else:
+            values[name] = raw
+    validation.check_schema({"type": "object", "properties": spec}, values)
+    return values
 
 
 def respond(resp: falcon.Response, body: Any, status: str = falcon.HTTP_200) -> None:

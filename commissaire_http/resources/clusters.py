@@ -1,12 +1,25 @@
 """Cluster members (/cluster/{name}/hosts[/{address}]) and rolling operations."""
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from commissaire import errors
-from commissaire.models import ClusterOperation
-from commissaire.validation import validate_address, validate_name
+from commissaire.models import ADDRESS_SCHEMA, ClusterOperation
+from commissaire.validation import check_schema, validate_address, validate_name
 from commissaire_http.resources.base import Bus, Resource, read_json, respond
+
+MAX_MEMBERS = 10000
+_ADDRESSES = {"type": "array", "items": ADDRESS_SCHEMA, "maxItems": MAX_MEMBERS}
+# PUT /cluster/{name}/hosts: replace the members if "old" is the current list.
+MEMBERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"old": {**_ADDRESSES, "description": "the members the client saw"},
+                   "new": {**_ADDRESSES, "description": "the members wanted"}},
+    "required": ["old", "new"],
+    "additionalProperties": False,
+}
 
 
 class ClusterMembers(Resource):
@@ -16,20 +29,14 @@ class ClusterMembers(Resource):
         respond(resp, self.call(req, "storage.cluster_hosts", name=validate_name(name)))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        name = validate_name(name)
         body = read_json(req)
-        if not isinstance(body, dict):
+        if body is None:
             raise errors.ValidationError('the body must be {"old": [...], "new": [...]}')
-        lists = {}
-        for field in ("old", "new"):
-            value = body.get(field)
-            if not isinstance(value, list) or not all(isinstance(a, str) for a in value):
-                raise errors.ValidationError("must be a list of host addresses", field=field)
-            lists[field] = [validate_address(a, field) for a in value]
-        extra = set(body) - {"old", "new"}
-        if extra:
-            raise errors.ValidationError("is not a known field; allowed fields are: new, old",
-                                         field=sorted(extra)[0])
-        respond(resp, self.call(req, "storage.cluster_set_hosts", name=validate_name(name),
+        check_schema(MEMBERS_SCHEMA, body)
+        lists = {field: [validate_address(a, field) for a in body[field]]
+                 for field in ("old", "new")}
+        respond(resp, self.call(req, "storage.cluster_set_hosts", name=name,
                                 old=lists["old"], new=lists["new"]))
 
 

@@ -7,22 +7,20 @@ from typing import Any
 import falcon
 
 from commissaire import errors
-from commissaire.models import HOST_STATUSES, Host
-from commissaire.validation import validate_address, validate_name
-from commissaire_http.resources.base import Bus, Resource, read_json, respond
+from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Host
+from commissaire.validation import check_schema, validate_address
+from commissaire_http.resources.base import Bus, Resource, parse_query, read_json, respond
+
+# A host registering itself may say which of its addresses to reach it on.
+SELF_REGISTER_SCHEMA: dict[str, Any] = {
+    **Host.input_schema,
+    "properties": {**Host.input_schema["properties"], "address": {
+        **ADDRESS_SCHEMA, "description": "the address to reach this host on (default: the "
+        "connection's, or X-Forwarded-For's behind a trusted proxy)"}},
+}
 
 
-def _int_param(req: falcon.Request, name: str, default: int, maximum: int | None = None,
-               minimum: int = 0) -> int:
-    raw = req.get_param(name)
-    if raw is None:
-        return default
-    if not raw.isdigit() or int(raw) < minimum:
-        raise errors.ValidationError(f"must be an integer of at least {minimum}", field=name)
-    value = int(raw)
-    if maximum is not None and value > maximum:
-        raise errors.ValidationError(f"must be at most {maximum}", field=name)
-    return value
+MAX_OFFSET = 10**9
 
 
 class Hosts(Resource):
@@ -31,16 +29,18 @@ class Hosts(Resource):
     def __init__(self, bus: Bus, page_limit: int = 1000) -> None:
         super().__init__(bus)
         self.page_limit = page_limit
+        # What the query may hold: parsed with parse_query, shown in the document.
+        self.query = {
+            "cluster": {**NAME_SCHEMA, "description": "only the hosts of this cluster"},
+            "status": {"enum": list(HOST_STATUSES), "type": "string"},
+            "limit": {"type": "integer", "minimum": 1, "maximum": page_limit},
+            "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},
+        }
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        cluster = req.get_param("cluster") or ""
-        status = req.get_param("status") or ""
-        if cluster:
-            validate_name(cluster, field="cluster")
-        if status and status not in HOST_STATUSES:
-            raise errors.ValidationError("must be one of: " + ", ".join(HOST_STATUSES), field="status")
-        limit = _int_param(req, "limit", 0, self.page_limit, minimum=1)
-        offset = _int_param(req, "offset", 0)
+        query = parse_query(req, self.query)
+        cluster, status = query.get("cluster", ""), query.get("status", "")
+        limit, offset = query.get("limit", 0), query.get("offset", 0)
         page = self.call(req, "storage.list_hosts", cluster=cluster, status=status,
                          limit=limit, offset=offset)
         resp.set_header("X-Total-Count", str(page["total"]))
@@ -52,25 +52,38 @@ class Hosts(Resource):
         respond(resp, page["items"])
 
 
+def create_host(resource: Resource, req: falcon.Request, resp: falcon.Response,
+                address: str, body: Any) -> None:
+    """Validate a host create body and store the host with its credentials."""
+    host, creds, cluster = Host.input_to_records(address, body)
+    try:
+        outcome = resource.call(req, "storage.create_host", host=host.to_dict(),
+                                creds=creds.to_dict(), cluster=cluster)
+    except errors.ValidationError as exc:
+        # A well-formed source that names no configured storage handler is, like a
+        # missing cluster, a conflict with the server's state, not malformed input.
+        if exc.details.get("field") != "source":
+            raise
+        raise errors.Conflict(exc.description, field="source") from None
+    resource.created_or_ok(resp, outcome)
+
+
 class HostRecord(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
         respond(resp, self.call(req, "storage.get_host", address=validate_address(address)))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        self.create(req, resp, address, read_json(req))
-
-    def create(self, req: falcon.Request, resp: falcon.Response, address: str, body: Any) -> None:
-        host, creds, cluster = Host.input_to_records(address, body)
-        outcome = self.call(req, "storage.create_host", host=host.to_dict(),
-                            creds=creds.to_dict(), cluster=cluster)
-        self.created_or_ok(resp, outcome)
+        create_host(self, req, resp, validate_address(address), read_json(req))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
         respond(resp, self.call(req, "storage.delete_host", address=validate_address(address)))
 
 
-class SelfRegister(HostRecord):
+class SelfRegister(Resource):
     """PUT /api/v0/host: a host registers itself; its address comes from the connection.
+
+    Only PUT: it shares the create code with HostRecord, not its other methods, so
+    GET and DELETE here are 405s with `Allow: PUT` (they were inherited 500s).
 
     Behind a proxy, the address is taken from X-Forwarded-For only when the peer is
     a configured trusted proxy. A host that knows its own reachable address (a
@@ -98,13 +111,15 @@ class SelfRegister(HostRecord):
                     return hop
         return peer
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:  # type: ignore[override]
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req)
-        given = body.get("address") if isinstance(body, dict) else None
+        if body is None:
+            body = {}
+        check_schema(SELF_REGISTER_SCHEMA, body)
+        given = body.get("address")
         address = given if given else self.client_address(req)
-        if isinstance(body, dict):
-            body = {k: v for k, v in body.items() if k != "address"}
-        self.create(req, resp, validate_address(address), body)
+        body = {k: v for k, v in body.items() if k != "address"}
+        create_host(self, req, resp, validate_address(address), body)
 
 
 class HostCreds(Resource):

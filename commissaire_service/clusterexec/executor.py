@@ -68,6 +68,8 @@ class Executor:
         self.lost = lost
         self.operation = OPERATIONS[next(k for k, c in OPERATIONS.items() if c.kind == kind)]
         self._threads: dict[str, threading.Thread] = {}
+        # address -> the incarnation (uid) of the host record acted on; named in updates.
+        self._uids: dict[str, str] = {}
         self._wake = threading.Event()
         self.max_seen_unavailable = 0
         self._batcher = PlaybookBatcher(
@@ -86,7 +88,10 @@ class Executor:
         try:
             return dict(self.bus.call("storage.update_operation_host", {
                 "kind": self.kind, "name": self.name, "address": address,
-                "lease": self.lease, "changes": changes, "event": event}))
+                "lease": self.lease, "changes": changes, "event": event,
+                "uid": self._uids.get(address)}))
+        except errors.StaleRecord:
+            raise
         except errors.Conflict as exc:
             if "lock" in exc.description:
                 self.lost.set()
@@ -171,6 +176,21 @@ class Executor:
             self._act_on(address, op)
         except LostLock:
             logger.warning("lost the lock on %s of %s while on %s", self.kind, self.name, address)
+        except errors.StaleRecord:
+            # Deleted (and perhaps created again) meanwhile: the new record is no part
+            # of this operation and is not touched; the old one's entry is closed.
+            try:
+                self.update(address, "skipped: the host was deleted or created again during "
+                            "the operation", state="skipped", finished_at=utcnow(),
+                            reason="the host was deleted or created again during the operation")
+            except (LostLock, errors.CommissaireError):
+                pass
+        except errors.SecretsUnavailable as exc:  # e.g. credentials stored unencrypted
+            try:
+                self.update(address, f"failed: {exc.description}", state="failed",
+                            finished_at=utcnow(), reason=exc.description)
+            except (LostLock, errors.CommissaireError):
+                pass
         except Exception as exc:
             logger.exception("%s on %s failed unexpectedly", self.operation.operation, address)
             try:
@@ -184,6 +204,14 @@ class Executor:
     def _act_on(self, address: str, op: dict[str, Any]) -> None:
         detail = op["hosts"][address]
         target = self._target(address)
+        if detail.get("uid") not in (None, self._uids.get(address)):
+            raise errors.StaleRecord(f"host {address} is not the record the operation "
+                                     "started on")
+        unfit = self._unfit(target)
+        if unfit:  # before anything touches the host
+            self.update(address, f"failed: {unfit}", state="failed", finished_at=utcnow(),
+                        reason=unfit)
+            return
         manager = self._manager()
         if detail["state"] == "pending":
             before = self._probe(target)
@@ -251,13 +279,27 @@ class Executor:
 
     def _target(self, address: str) -> runner.Target:
         host = self.bus.call("storage.get_host", {"address": address})
-        creds = self.bus.call("storage.get_creds", {"address": address})
+        self._uids[address] = host.get("uid", "")
+        creds = self.bus.call("storage.get_creds", {"address": address,
+                                                    "uid": host.get("uid", "")})
         return runner.Target(
             address=address,
             private_key=base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace"),
             user=creds.get("remote_user") or "root", port=int(host.get("ssh_port") or 22),
             host_key=host.get("ssh_host_key") or "",
-            hostvars={"commissaire_os": host.get("os") or "debian"})
+            hostvars={"commissaire_os": host.get("os") or ""})
+
+    def _unfit(self, target: runner.Target) -> str:
+        """Why the operation must not act on this host at all ('' if it may)."""
+        action = self.operation.operation
+        if not target.host_key.strip():
+            # Acting without a pinned key would trust whatever answers at the address.
+            return (f"no SSH host key is pinned for {target.address}: refusing to {action} a "
+                    "host that was never verified (investigate it first)")
+        if target.hostvars.get("commissaire_os") not in runner.OS_PROFILES:
+            return (f"the OS of {target.address} is not a known profile (it was never "
+                    f"investigated, or its OS is unsupported): refusing to {action} it")
+        return ""
 
     def _run_action(self, target: runner.Target, op: dict[str, Any]) -> runner.HostResult:
         extravars = {"commissaire_operation_id": self.operation_id(op)}
@@ -274,7 +316,8 @@ class Executor:
         probe_target = ProbeTarget(target.address, target.private_key, target.user,
                                    target.port, target.host_key)
         return asyncio.run(probe(probe_target, timeout=timeout, command=command,
-                                 kex_algorithms=self.settings.ssh.kex_algorithms))
+                                 kex_algorithms=self.settings.ssh.kex_algorithms,
+                                 reach=self.settings.ssh.reach))
 
     def _wait_reachable(self, target: runner.Target) -> str:
         deadline = time.monotonic() + self.settings.gate_timeout
@@ -316,8 +359,8 @@ class Executor:
                 if self.operation.operation == "deploy":
                     version = self._probe(target, VERSION_COMMAND)
                     if version.ok and version.output != op.get("version"):
-                        return (f"booted version {version.output!r}, not the requested "
-                                f"{op.get('version')!r}")
+                        return (f"booted version {runner.one_line(version.output, 64)!r}, "
+                                f"not the requested {op.get('version')!r}")
                 if not manager or self._manager_call("node_ready", manager, target.address):
                     return ""
                 last = "its node is not Ready in the container manager"

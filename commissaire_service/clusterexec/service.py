@@ -13,6 +13,7 @@ import threading
 from typing import Any
 
 from commissaire import errors
+from commissaire.ansible import runner
 from commissaire.models import OPERATIONS
 from commissaire_service.clusterexec.executor import Bus, Executor, LostLock, Settings
 from commissaire_service.service import Service
@@ -37,6 +38,7 @@ class ClusterExecService(Service):
         self._notifications = {f"notify.storage.{kind}.created": self._on_created
                                for kind in KINDS}
         self.expose("running", self.running)
+        runner.remove_stale_run_dirs()  # what a killed predecessor left (private keys)
         if start:
             threading.Thread(target=self._scan_loop, name="clusterexec-scan", daemon=True).start()
 

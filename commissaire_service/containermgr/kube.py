@@ -33,23 +33,36 @@ As kubectl does, ``HTTPS_PROXY``/``NO_PROXY`` from the environment apply.
 Non-2xx answers the callers can act on (404, 409, 405/415, 429) are raised as
 `ApiError` subclasses, which never leave the container manager package; the
 rest become `ContainerManagerError` right here, in one function.
+
+What an API server answers never reaches an API caller: errors carry a status
+code and our own words, and connection failures of any kind (refused, timed
+out, reset, not HTTP) read the same, so a server_url cannot be used to probe
+ports. The remote text goes to this service's log only (repr-quoted, the token
+redacted). Every call first passes the service's `allowed-urls` (see `allow`),
+and the socket's peer address is checked again once connected.
 """
 from __future__ import annotations
 
 import logging
 import os
 import re
+import socket
 import tempfile
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import requests
 import urllib3
+from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from commissaire import errors
+from commissaire_service.containermgr.allow import AllowedURLs, origin_of
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +102,7 @@ class KubeSettings:
             raise errors.ValidationError(
                 "an http(s) URL of the API server is required "
                 "(options.server_url or options.apiserver)", field="options.server_url")
+        origin_of(url)  # no user information, a valid port
         strings = {}
         for name in ("token", "certificate_authority", "client_certificate", "client_key"):
             value = options.get(name) or ""
@@ -119,7 +133,7 @@ class ApiError(Exception):
     """A non-2xx answer a caller may handle. Internal: never crosses the bus."""
 
     def __init__(self, code: int, reason: str, message: str) -> None:
-        super().__init__(f"HTTP {code} {reason}: {message}")
+        super().__init__(f"HTTP {code}")  # the server's words stay in .message (logs only)
         self.code = code
         self.reason = reason
         self.message = message
@@ -149,11 +163,18 @@ _HANDLED: dict[int, type[ApiError]] = {404: ApiNotFound, 409: ApiConflict,
 class KubeClient:
     """One API server, one `requests` session, a timeout on every request."""
 
-    def __init__(self, settings: KubeSettings, name: str = "") -> None:
+    def __init__(self, settings: KubeSettings, name: str = "",
+                 allowed: AllowedURLs | None = None) -> None:
+        """`allowed`: the service's allowed-urls; None allows nothing."""
         self.settings = settings
         self.name = name
         self.base_url = settings.base_url
+        self.allowed = allowed or AllowedURLs()
         self._session = requests.Session()
+        # Direct connections check the peer they reached (DNS rebinding).
+        adapter = _CheckedAdapter(self.allowed.peer_check(self.base_url))
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
         self._session.headers["Accept"] = "application/json"
         if settings.token:
             # As session auth, so a ~/.netrc entry cannot replace it.
@@ -203,6 +224,7 @@ class KubeClient:
                 params: dict[str, str] | None = None,
                 content_type: str = "application/json") -> dict[str, Any]:
         """Send one request; the decoded JSON answer of a 2xx, else raise."""
+        self.allowed.check(self.base_url, self.name)
         url = self.base_url + path
         timeout = self.settings.request_timeout
         headers = {"Content-Type": content_type} if body is not None else {}
@@ -212,15 +234,22 @@ class KubeClient:
                 verify=self._verify_with, timeout=(min(timeout, 5.0), timeout),
                 allow_redirects=False)
         except requests.exceptions.SSLError as exc:
+            self._log_failure(method, path, exc)
+            verify = "certificate verify failed" in str(exc)
             raise errors.ContainerManagerError(
-                f"TLS with the API server at {self.base_url} failed: {_reason(exc)}") from None
-        except requests.exceptions.Timeout:
+                f"container manager {self.name!r}: TLS with its API server failed"
+                + (": the server's certificate is not trusted (check "
+                   "options.certificate_authority)" if verify else "")) from None
+        except requests.exceptions.ReadTimeout as exc:
+            self._log_failure(method, path, exc)
             raise errors.ContainerManagerError(
-                f"the API server at {self.base_url} did not answer {method} {path} "
-                f"within {timeout:g} s") from None
+                f"container manager {self.name!r}: its API server did not answer "
+                f"{method} {path} within {timeout:g} s") from None
         except (requests.exceptions.RequestException, OSError) as exc:
+            # Refused, connect timeout, reset, not HTTP: one message (no port probing).
+            self._log_failure(method, path, exc)
             raise errors.ContainerManagerError(
-                f"cannot reach the API server at {self.base_url}: {_reason(exc)}") from None
+                f"container manager {self.name!r}: cannot connect to its API server") from None
         if 200 <= response.status_code < 300:
             try:
                 answer = response.json()
@@ -229,23 +258,29 @@ class KubeClient:
             return answer if isinstance(answer, dict) else {}
         raise self._error(method, path, response)
 
+    def _log_failure(self, method: str, path: str, exc: BaseException) -> None:
+        logger.warning("container manager %s: %s %s%s failed: %r", self.name, method,
+                       self.base_url, path, self._redact(_reason(exc)))
+
     def _error(self, method: str, path: str, response: requests.Response) -> Exception:
-        """The one place an HTTP status becomes an exception."""
+        """The one place an HTTP status becomes an exception (no remote text in it)."""
         code = response.status_code
         reason, message = _status_of(response)
         message = self._redact(message)
         handled = _HANDLED.get(code)
+        # Answers a caller handles (404, 409, 429...) are routine: debug only.
+        logger.log(logging.DEBUG if handled else logging.WARNING,
+                   "container manager %s: %s %s%s answered HTTP %d: %r %r", self.name,
+                   method, self.base_url, path, code, reason[:100], message[:300])
         if handled is not None:
             return handled(code, reason, message)
         if code in (401, 403):
             return errors.ContainerManagerError(
-                f"the API server at {self.base_url} refused our credentials "
-                f"(HTTP {code} {reason}: {message}); check options.token and the "
-                "client certificate of container manager "
-                f"{self.name!r}")
+                f"container manager {self.name!r}: its API server refused our credentials "
+                f"(HTTP {code}); check options.token and the client certificate")
         return errors.ContainerManagerError(
-            f"the API server at {self.base_url} answered {method} {path} with "
-            f"HTTP {code} {reason}: {message}")
+            f"container manager {self.name!r}: its API server answered {method} {path} "
+            f"with HTTP {code}")
 
     def _redact(self, text: str) -> str:
         token = self.settings.token
@@ -301,6 +336,48 @@ class _BearerAuth(AuthBase):
 
     def __repr__(self) -> str:
         return "_BearerAuth(******)"
+
+
+class _CheckedAdapter(HTTPAdapter):
+    """Connection pools whose new sockets must reach an allowed peer address."""
+
+    def __init__(self, peer_ok: Callable[[str], bool]) -> None:
+        self._peer_ok = peer_ok
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        check = self._peer_ok
+
+        class Http(HTTPConnection):
+            def _new_conn(self) -> socket.socket:
+                return _checked(self, super()._new_conn(), check)
+
+        class Https(HTTPSConnection):
+            def _new_conn(self) -> socket.socket:
+                return _checked(self, super()._new_conn(), check)
+
+        class HttpPool(HTTPConnectionPool):
+            ConnectionCls = Http
+
+        class HttpsPool(HTTPSConnectionPool):
+            ConnectionCls = Https
+
+        self.poolmanager.pool_classes_by_scheme = {"http": HttpPool, "https": HttpsPool}
+
+
+def _checked(conn: HTTPConnection, sock: socket.socket,
+             peer_ok: Callable[[str], bool]) -> socket.socket:
+    try:
+        peer = str(sock.getpeername()[0])
+    except OSError:
+        peer = ""
+    if not peer_ok(peer):
+        sock.close()
+        logger.warning("refused a connection to %s (%s): outside allowed-urls",
+                       conn.host, peer)
+        raise urllib3.exceptions.NewConnectionError(conn, "peer address outside allowed-urls")
+    return sock
 
 
 def _seg(value: str) -> str:

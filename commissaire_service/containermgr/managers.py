@@ -11,17 +11,24 @@ instead, retried when a concurrent writer changed the node in between (409 on
 a stale resourceVersion). Drain follows `kubectl drain`: cordon, evict every
 pod on the node through the Eviction API (so PodDisruptionBudgets are obeyed)
 except mirror pods and DaemonSet pods, then wait until the evicted pods are gone.
+
+Nothing an API server sends is passed on as text: errors carry the status code
+and our own words; node conditions keep only their type, status, reason and
+time when they have the shapes Kubernetes gives them; pod names are shown only
+when they are valid Kubernetes names.
 """
 from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from commissaire import errors
+from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.kube import (
     ApiConflict,
     ApiError,
@@ -35,6 +42,10 @@ from commissaire_service.containermgr.kube import (
 logger = logging.getLogger(__name__)
 
 MIRROR_ANNOTATION = "kubernetes.io/config.mirror"
+# Shapes of what Kubernetes sends: anything else from a server is not shown.
+_CONDITION_WORD = re.compile(r"[A-Za-z][A-Za-z0-9]{0,127}")
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)")
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
 class Manager:
@@ -95,10 +106,11 @@ class KubernetesManager(Manager):
 
     def __init__(self, name: str, type_name: str, settings: KubeSettings, *,
                  poll_interval: float = 1.0, conflict_retries: int = 5,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 allowed: AllowedURLs | None = None) -> None:
         super().__init__(name)
         self.type_name = type_name
-        self.client = KubeClient(settings, name)
+        self.client = KubeClient(settings, name, allowed)
         self.poll_interval = poll_interval
         self.conflict_retries = conflict_retries
         self._sleep = sleep
@@ -115,11 +127,10 @@ class KubernetesManager(Manager):
             yield
         except ApiNotFound as exc:
             raise errors.NotFound(f"{what}: not found in container manager {self.name!r} "
-                                  f"({exc.message})") from None
+                                  f"(HTTP {exc.code})") from None
         except ApiError as exc:
             raise errors.ContainerManagerError(
-                f"{what}: container manager {self.name!r} answered HTTP {exc.code} "
-                f"{exc.reason}: {exc.message}") from None
+                f"{what}: container manager {self.name!r} answered HTTP {exc.code}") from None
 
     def _check_name(self, address: str) -> None:
         try:
@@ -163,13 +174,8 @@ class KubernetesManager(Manager):
             except ApiNotFound:
                 return self._result(address, ready=False, status="absent",
                                     unschedulable=False, conditions=[])
-        conditions = [
-            {"type": c.get("type", ""), "status": c.get("status", ""),
-             "reason": c.get("reason", ""), "message": c.get("message", ""),
-             "last_transition_time": c.get("lastTransitionTime")}
-            for c in (node.get("status") or {}).get("conditions") or []
-            if isinstance(c, dict)
-        ]
+        conditions = [_condition(c) for c in (node.get("status") or {}).get("conditions") or []
+                      if isinstance(c, dict) and _word(c.get("type"))]
         ready = next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown")
         status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
         return self._result(address, ready=status == "Ready", status=status,
@@ -189,7 +195,8 @@ class KubernetesManager(Manager):
                     self.client.patch_node(address, {"spec": {"unschedulable": value or None}})
                 except ApiUnsupported as exc:
                     logger.warning("container manager %s refuses a strategic merge patch "
-                                   "(%s); using read-modify-write PUT", self.name, exc.message)
+                                   "(%r); using read-modify-write PUT", self.name,
+                                   exc.message[:200])
                     self._patch_works = False
                 else:
                     logger.info("%s node %s in %s", verb, address, self.name)
@@ -231,7 +238,9 @@ class KubernetesManager(Manager):
             terminating: dict[str, str] = {}
             for pod in self.client.pods_on_node(address):
                 key, why = _pod_key(pod), _skip_reason(pod)
-                if why:
+                if not _valid_key(key):  # no such pod in a real cluster; not shown
+                    skipped.append("(a pod with an invalid name)")
+                elif why:
                     skipped.append(f"{key} ({why})")
                 elif (pod.get("metadata") or {}).get("deletionTimestamp"):
                     terminating[key] = _uid(pod)
@@ -260,7 +269,7 @@ class KubernetesManager(Manager):
                 except ApiNotFound:
                     pass  # gone already
                 except ApiTooManyRequests as exc:
-                    blocked[key] = exc.message
+                    blocked[key] = f"HTTP {exc.code}"
                     continue
                 del remaining[key]
             if not remaining:
@@ -271,7 +280,8 @@ class KubernetesManager(Manager):
                 raise errors.ContainerManagerError(
                     f"draining node {address} timed out after {timeout:g} s: a "
                     f"PodDisruptionBudget blocks the eviction of pod {names} "
-                    f"({blocked[min(blocked)]}); the node stays cordoned",
+                    f"(the eviction API answered {blocked[min(blocked)]}); the node stays "
+                    "cordoned",
                     blocking_pods=sorted(blocked))
             self._sleep(min(self.poll_interval, left))
 
@@ -292,6 +302,23 @@ class KubernetesManager(Manager):
             self._sleep(min(self.poll_interval, left))
 
 
+def _word(value: Any) -> str:
+    """A condition type or reason as Kubernetes writes them (CamelCase), else ""."""
+    return value if isinstance(value, str) and _CONDITION_WORD.fullmatch(value) else ""
+
+
+def _condition(c: dict[str, Any]) -> dict[str, Any]:
+    """Type, status, reason and time of a node condition; its free-text message is
+    the API server's words and is not passed on."""
+    status = c.get("status")
+    when = c.get("lastTransitionTime")
+    return {"type": _word(c.get("type")),
+            "status": status if status in ("True", "False", "Unknown") else "Unknown",
+            "reason": _word(c.get("reason")),
+            "last_transition_time": when if isinstance(when, str) and _TIME.fullmatch(when)
+            else None}
+
+
 def _unschedulable(node: dict[str, Any]) -> bool:
     return bool((node.get("spec") or {}).get("unschedulable"))
 
@@ -299,6 +326,12 @@ def _unschedulable(node: dict[str, Any]) -> bool:
 def _pod_key(pod: dict[str, Any]) -> str:
     meta = pod.get("metadata") or {}
     return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
+
+
+def _valid_key(key: str) -> bool:
+    """namespace/name of valid Kubernetes names (anything else is not shown)."""
+    namespace, _, name = key.partition("/")
+    return all(isinstance(p, str) and _DNS_NAME.fullmatch(p) for p in (namespace, name))
 
 
 def _uid(pod: dict[str, Any]) -> str:
@@ -317,13 +350,13 @@ def _skip_reason(pod: dict[str, Any]) -> str:
 
 
 def build_manager(name: str, type_name: str, options: dict[str, Any], *,
-                  poll_interval: float = 1.0) -> Manager:
+                  poll_interval: float = 1.0, allowed: AllowedURLs | None = None) -> Manager:
     """The manager for one ContainerManagerConfig record."""
     if type_name == "trivial":
         return TrivialManager(name)
     if type_name in ("kubernetes", "openshift"):
         return KubernetesManager(name, type_name, KubeSettings.from_options(options),
-                                 poll_interval=poll_interval)
+                                 poll_interval=poll_interval, allowed=allowed)
     raise errors.ContainerManagerError(
         f"container manager {name!r} has type {type_name!r}, which this service does not "
         "support (kubernetes, openshift, trivial)")

@@ -4,7 +4,8 @@ Every call names a container manager record and a host address. The record is
 read from the storage service on each call (so a changed or deleted record
 takes effect at once); the client built from it is kept per (name, hash of the
 record), so connections are reused until the record changes. The work itself
-is in `managers` (what to do to a node) and `kube` (the REST API).
+is in `managers` (what to do to a node) and `kube` (the REST API). Which API
+servers may be called at all is this service's `allowed-urls` setting (`allow`).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, Protocol
 
 from commissaire import errors
 from commissaire.validation import validate_address, validate_name
+from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.managers import Manager, build_manager
 from commissaire_service.service import Service
 
@@ -31,11 +33,14 @@ class ContainerManagerService(Service):
     # DESIGN: container-manager calls are routed as container.<method>.
     name = "container"
 
-    def __init__(self, bus: BusLike | None = None, *, poll_interval: float = 1.0) -> None:
-        """`poll_interval`: seconds between checks while a drain waits on pods."""
+    def __init__(self, bus: BusLike | None = None, *, poll_interval: float = 1.0,
+                 allowed_urls: AllowedURLs | None = None) -> None:
+        """`poll_interval`: seconds between checks while a drain waits on pods;
+        `allowed_urls`: the API servers it may call (None: none)."""
         super().__init__()
         self.bus = bus
         self.poll_interval = poll_interval
+        self.allowed_urls = allowed_urls or AllowedURLs()
         self._managers: dict[str, tuple[str, Manager]] = {}
         self._lock = threading.Lock()
         self.expose("register_node", self.register_node)
@@ -113,7 +118,8 @@ class ContainerManagerService(Service):
             cached = self._managers.get(name)
             if cached is not None and cached[0] == digest:
                 return cached[1]
-            manager = build_manager(name, type_name, options, poll_interval=self.poll_interval)
+            manager = build_manager(name, type_name, options, poll_interval=self.poll_interval,
+                                    allowed=self.allowed_urls)
             # The replaced client may still serve a call in flight; its session
             # and temporary files go when the last reference does.
             self._managers[name] = (digest, manager)
@@ -123,6 +129,8 @@ class ContainerManagerService(Service):
 
 
 def build_service(config: dict[str, Any], bus: BusLike) -> ContainerManagerService:
-    """From the service's config file: `drain-poll-interval` (seconds, default 1)."""
-    return ContainerManagerService(bus, poll_interval=float(config.get("drain-poll-interval",
-                                                                       1.0)))
+    """From the service's config file: `drain-poll-interval` (seconds, default 1) and
+    `allowed-urls` (default none; ValueError names a bad entry)."""
+    return ContainerManagerService(
+        bus, poll_interval=float(config.get("drain-poll-interval", 1.0)),
+        allowed_urls=AllowedURLs.from_setting(config.get("allowed-urls")))

@@ -8,6 +8,11 @@ moved to `bootstrapping`, as soon as its facts task reports. A host whose cluste
 has a container manager is registered with it and becomes `active`; otherwise it
 is `disassociated`. Any failure leaves the host `failed` with a reason a person
 can act on.
+
+Facts are the host's word: they are checked (facts.py) before they are stored;
+an OS that maps onto no known profile fails the host with "unsupported OS".
+The host key is always pinned (fetched over SSH) before Ansible connects, so no
+run ever turns host-key checking off.
 """
 from __future__ import annotations
 
@@ -24,6 +29,7 @@ from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import utcnow
 from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
+from commissaire_service.investigator import facts as host_facts
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
@@ -48,6 +54,12 @@ class InvestigatorService(Service):
         self.ssh = ssh or runner.SSHSettings()
         self._queue: queue.Queue[str] = queue.Queue()
         self._stopping = threading.Event()
+        # Why a host's facts were refused, while its run goes on (address -> reason).
+        self._refused_facts: dict[str, str] = {}
+        # Run dirs (with private keys) a killed predecessor left behind.
+        runner.remove_stale_run_dirs()
+        # address -> the incarnation (uid) being investigated; every update names it.
+        self._uids: dict[str, str] = {}
         self.expose("investigate", self.investigate)
         self._notifications = {"notify.storage.Host.created": self.on_host_created}
         self._worker = threading.Thread(target=self._work, name="investigator", daemon=True)
@@ -76,8 +88,11 @@ class InvestigatorService(Service):
 
     def investigate(self, address: str) -> dict[str, Any]:
         """Investigate (again) a known host: its status goes back to investigating."""
-        self.bus.call("storage.update_host", {"address": address, "changes": {
-            "status": "investigating", "status_reason": "", "bootstrapped": False}})
+        host = self.bus.call("storage.get_host", {"address": address})
+        self.bus.call("storage.update_host", {"address": address, "uid": host.get("uid", ""),
+                                              "changes": {"status": "investigating",
+                                                          "status_reason": "",
+                                                          "bootstrapped": False}})
         self._queue.put(address)
         return {"address": address, "queued": True}
 
@@ -104,8 +119,12 @@ class InvestigatorService(Service):
                 for address in batch:
                     self._fail(address, "investigation failed unexpectedly; see the "
                                         "investigator's log")
+            for address in batch:
+                self._uids.pop(address, None)
 
     def run_batch(self, addresses: list[str]) -> None:
+        for address in addresses:
+            self._refused_facts.pop(address, None)  # nothing left from an earlier run
         # Host keys are fetched side by side: one after the other, 50 hosts waited
         # ~7 s (an SSH key exchange and three store calls each) before Ansible began.
         with ThreadPoolExecutor(max_workers=min(PREPARE_THREADS, len(addresses)),
@@ -118,8 +137,9 @@ class InvestigatorService(Service):
                                      on_ok=self._on_task_ok)
         for target in targets:
             outcome = result.hosts[target.address]
-            if outcome.outcome != runner.OK:
-                self._fail(target.address, outcome.message)
+            refused = self._refused_facts.pop(target.address, "")  # set by _on_task_ok
+            if refused or outcome.outcome != runner.OK:
+                self._fail(target.address, refused or outcome.message)
                 continue
             self._finish(target)
 
@@ -127,10 +147,19 @@ class InvestigatorService(Service):
         """Everything needed to act on a host, and its host key pinned; None if failed."""
         try:
             host = self.bus.call("storage.get_host", {"address": address})
-            creds = self.bus.call("storage.get_creds", {"address": address})
         except errors.NotFound:
             return None  # deleted meanwhile
         if host["status"] != "investigating":
+            return None
+        # Everything learned from here on is about this incarnation only.
+        self._uids[address] = host.get("uid", "")
+        try:
+            creds = self.bus.call("storage.get_creds", {"address": address,
+                                                        "uid": host.get("uid", "")})
+        except (errors.NotFound, errors.StaleRecord):
+            return None  # deleted (and created again: that record has its own job)
+        except errors.SecretsUnavailable as exc:
+            self._fail(address, exc.description)  # e.g. credentials stored unencrypted
             return None
         try:
             key_text = base64.b64decode(creds["ssh_priv_key"], validate=True).decode()
@@ -143,7 +172,8 @@ class InvestigatorService(Service):
             return None
         port = int(host.get("ssh_port") or 22)
         try:
-            offered = asyncio.run(fetch_host_key(address, port, timeout=self.ssh.connect_timeout))
+            offered = asyncio.run(fetch_host_key(address, port, timeout=self.ssh.connect_timeout,
+                                                 reach=self.ssh.reach))
         except (TimeoutError, OSError, Exception) as exc:  # noqa: B014
             self._fail(address, f"cannot reach {address}:{port} over SSH: "
                                 f"{exc or type(exc).__name__}")
@@ -154,9 +184,9 @@ class InvestigatorService(Service):
                                 f"({host.get('host_key_fingerprint')} → {fingerprint(offered)}); "
                                 "refusing to connect")
             return None
-        if not pinned:
-            self.bus.call("storage.update_host", {"address": address, "changes": {
-                "ssh_host_key": offered, "host_key_fingerprint": fingerprint(offered)}})
+        if not pinned and not self._update(address, {
+                "ssh_host_key": offered, "host_key_fingerprint": fingerprint(offered)}):
+            return None
         return runner.Target(address=address, private_key=key_text,
                              user=creds.get("remote_user") or "root", port=port,
                              host_key=offered, hostvars=self._cluster_vars(address, host))
@@ -194,13 +224,15 @@ class InvestigatorService(Service):
 
     def _on_task_ok(self, address: str, task: str, res: dict[str, Any]) -> None:
         """Record facts the moment they arrive, and move the host to bootstrapping."""
-        facts = (res.get("ansible_facts") or {}).get("commissaire_facts")
-        if task != "Record facts" or not isinstance(facts, dict):
+        if task != "Record facts":
             return
-        self.bus.call("storage.update_host", {"address": address, "changes": {
-            "os": facts.get("os", ""), "cpus": int(facts.get("cpus") or 0),
-            "memory": int(facts.get("memory") or 0), "space": int(facts.get("space") or 0),
-            "status": "bootstrapping", "last_check": utcnow()}})
+        facts = (res.get("ansible_facts") or {}).get("commissaire_facts")
+        changes, problem = host_facts.checked(facts if isinstance(facts, dict) else {})
+        if problem:
+            # Stored as the reason when the run ends (the playbook refuses the OS too).
+            self._refused_facts[address] = problem
+            return
+        self._update(address, {**changes, "status": "bootstrapping", "last_check": utcnow()})
 
     def _finish(self, target: runner.Target) -> None:
         manager = target.hostvars.get("commissaire_container_manager")
@@ -224,8 +256,20 @@ class InvestigatorService(Service):
         self._update(address, {"status": "failed", "status_reason": reason,
                                "last_check": utcnow()})
 
-    def _update(self, address: str, changes: dict[str, Any]) -> None:
+    def _update(self, address: str, changes: dict[str, Any]) -> bool:
+        """Record `changes` on the incarnation being investigated; False if it is gone."""
+        uid = self._uids.get(address)
+        if uid is None:
+            logger.warning("host %s: no incarnation known; not recording %s", address,
+                           ", ".join(sorted(changes)))
+            return False
         try:
-            self.bus.call("storage.update_host", {"address": address, "changes": changes})
+            self.bus.call("storage.update_host", {"address": address, "uid": uid,
+                                                  "changes": changes})
+            return True
         except errors.NotFound:
             logger.info("host %s was deleted during its investigation", address)
+        except errors.StaleRecord:
+            logger.info("host %s was deleted and created again during its investigation; "
+                        "the new record is investigated on its own", address)
+        return False

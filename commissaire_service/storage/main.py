@@ -4,6 +4,8 @@ Config (/etc/commissaire/storage.conf):
   "storage-handlers": CPD-61 list of handlers, e.g.
       [{"name": "commissaire.storage.etcd", "server_url": "http://127.0.0.1:2379", "models": ["*"]}]
   "secrets-key-file": key file that encrypts host credentials at rest (required).
+  "secrets-accept-format-1": open secrets sealed by the previous version (default
+      true); set false once `python -m commissaire_service.storage.reencrypt` ran.
 """
 from __future__ import annotations
 
@@ -38,7 +40,11 @@ def build_storage_service(config: dict[str, Any], bus: BusClient) -> StorageServ
         box = SecretBox.from_key_file(key_file)
     except errors.SecretsUnavailable as exc:
         raise ConfigError(exc.description) from None
-    service = StorageService(Repository(load_handlers(handlers_config), box), notify=bus.notify)
+    format_1 = config.get("secrets-accept-format-1", True)
+    if not isinstance(format_1, bool):
+        raise ConfigError('"secrets-accept-format-1" must be true or false')
+    service = StorageService(Repository(load_handlers(handlers_config), box,
+                                        accept_format_1=format_1), notify=bus.notify)
     threading.Thread(target=_ensure_defaults, args=(service,), daemon=True).start()
     return service
 

@@ -7,7 +7,7 @@ applies if none of them changed meanwhile; on a race, read again and retry.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from commissaire import errors
@@ -38,9 +38,12 @@ class Snapshot:
 class Repository:
     """Typed access to records kept by the configured handlers."""
 
-    def __init__(self, handlers: Any, box: Box) -> None:
+    def __init__(self, handlers: Any, box: Box, accept_format_1: bool = True) -> None:
+        """`accept_format_1`: open secrets sealed by the previous version (not bound to
+        their incarnation); turn off once the re-encrypt command has upgraded them."""
         self.handlers = handlers
         self.box = box
+        self.accept_format_1 = accept_format_1
 
     def _handler(self, kind: str, source: str = "") -> StoreHandler:
         return self.handlers.for_model(kind, source)
@@ -50,7 +53,7 @@ class Repository:
         return f"{cls.collection}/{key}"
 
     def _decode(self, cls: type[Model], key: str, value: dict[str, Any]) -> Model:
-        return cls.from_dict(unseal(self.box, cls.kind, key, value))
+        return cls.from_dict(unseal(self.box, cls.kind, key, value, self.accept_format_1))
 
     def _locate(self, kind: str, key: str, source: str) -> StoreHandler:
         """The handler holding a record: its source's, else the first that has it."""
@@ -97,12 +100,15 @@ class Repository:
         return seen
 
     def change(self, keys: list[tuple[str, str, str]],
-               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], Any]) -> Any:
+               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], Any],
+               opaque: Collection[tuple[str, str]] = ()) -> Any:
         """Read (kind, key, source) records, let `mutate` decide, commit atomically.
 
         `mutate(current, snapshot)` gets the records (None where absent), records
         puts/deletes on the snapshot and returns the call's result. It may raise
-        to refuse the change; then nothing is written.
+        to refuse the change; then nothing is written. Records named in `opaque`
+        (kind, key) are not decoded (no secret opened): mutate gets a stand-in
+        holding only the key, enough to delete a record whose secrets do not open.
         """
         for _attempt in range(RETRIES):
             snapshot = Snapshot()
@@ -111,7 +117,10 @@ class Repository:
                 cls = model_class(kind)
                 handler = self._locate(kind, key, source)
                 item = handler.get(self._store_key(cls, key))
-                record = None if item is None else self._decode(cls, key, item.value)
+                if item is not None and (kind, key) in opaque:
+                    record: Model | None = cls.from_dict({cls.key_field: key})
+                else:
+                    record = None if item is None else self._decode(cls, key, item.value)
                 snapshot.read[(kind, key)] = (handler, record, ABSENT if item is None else item.revision)
                 current[(kind, key)] = record
             result = mutate(current, snapshot)

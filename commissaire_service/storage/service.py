@@ -4,10 +4,18 @@ Each exposed method is one atomic change (or one read). Changes to several
 records (a host, its credentials and its cluster) are one transaction. Every
 committed change is announced as `notify.storage.<Kind>.<created|updated|deleted>`
 with the record's secret-free form.
+
+Incarnations: a host (and a container manager) gets a new `uid` each time it is
+created. Services name the uid they read in every update (`update_host`,
+`record_checks`, `update_operation_host`, `get_creds`); an update naming an
+incarnation that is gone is refused with errors.StaleRecord, so a record deleted
+and created again never receives what was learned about the old one. Records
+stored before uids existed have uid "" (the legacy incarnation) until deleted.
 """
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -48,6 +56,17 @@ _HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
 
 class _Stale(Exception):
     """A record read before the transaction changed shape; read again."""
+
+
+def new_uid() -> str:
+    """A new incarnation id."""
+    return uuid.uuid4().hex
+
+
+def _stale(address: str, uid: str | None) -> errors.StaleRecord:
+    return errors.StaleRecord(
+        f"host {address!r} was deleted (and perhaps created again) since incarnation "
+        f"{uid!r} was read; this update is refused", address=address)
 
 
 class _OperationLocks:
@@ -98,6 +117,8 @@ class StorageService(_OperationLocks, Service):
         ):
             self.expose(method, getattr(self, method))
         self.expose("list", self.list_records)
+        # Over the bus an update must name the incarnation it acted on.
+        self.expose("update_host", self._update_host_call)
 
     def health(self) -> dict[str, Any]:
         for handler in self.repo.handlers.all():
@@ -166,6 +187,8 @@ class StorageService(_OperationLocks, Service):
                     raise errors.Conflict(
                         f"container manager {new.container_manager!r} does not exist")
                 new.hostset = []
+            if "uid" in type(new).defaults:
+                new.uid = new_uid()
             snap.put(new)
             return {"created": True, "record": new}
 
@@ -194,7 +217,9 @@ class StorageService(_OperationLocks, Service):
             snap.delete(record)
             return record
 
-        self._announce(self.repo.change([(kind, key, "")], mutate), "deleted")
+        # Opaque: a record whose token does not open can still be deleted.
+        self._announce(self.repo.change([(kind, key, "")], mutate, opaque=[(kind, key)]),
+                       "deleted")
         return []
 
     # -- hosts ------------------------------------------------------------
@@ -221,9 +246,22 @@ class StorageService(_OperationLocks, Service):
                 return str(url)
         return ""
 
-    def get_creds(self, address: str) -> dict[str, Any]:
-        creds = self.repo.require("HostCreds", validate_address(address))
-        return creds.to_dict()
+    def get_creds(self, address: str, uid: str | None = None) -> dict[str, Any]:
+        """The host's credentials; with `uid`, only those of that incarnation
+        (StaleRecord otherwise). Credentials sealed for another incarnation of the
+        host than the current one never open (SecretsUnavailable)."""
+        address = validate_address(address)
+        for _attempt in range(3):
+            host = self.repo.require("Host", address)
+            if uid is not None and host.uid != uid:
+                raise _stale(address, uid)
+            creds = self.repo.require("HostCreds", address)
+            if creds.uid == host.uid:
+                return creds.to_dict()
+            # Deleted and created again between the two reads? Read again.
+        raise errors.SecretsUnavailable(
+            f"the credentials of host {address} belong to another incarnation of it; "
+            "refusing to use them")
 
     def create_host(self, host: dict[str, Any], creds: dict[str, Any],
                     cluster: str = "") -> dict[str, Any]:
@@ -253,6 +291,8 @@ class StorageService(_OperationLocks, Service):
                 return {"created": False, "record": existing}
             new_host.status = "investigating"
             new_host.cluster = cluster
+            # A new incarnation, whatever the caller sent; the creds are bound to it.
+            new_host.uid = new_creds.uid = new_uid()
             snap.put(new_host)
             snap.put(new_creds)
             if isinstance(group, Cluster) and address not in group.hostset:
@@ -266,22 +306,38 @@ class StorageService(_OperationLocks, Service):
         return {"created": outcome["created"], "record": outcome["record"].to_safe_dict()}
 
     def record_checks(self, checks: list[dict[str, Any]]) -> dict[str, Any]:
-        """The watcher's results of one cycle: [{"address", "changes"}]. A check that
-        only moves last_check is not announced; a status change is."""
-        recorded, missing = 0, []
+        """The watcher's results of one cycle: [{"address", "uid", "changes"}]. A check
+        that only moves last_check is not announced; a status change is. A check of
+        an incarnation that is gone is not recorded (listed in "stale")."""
+        recorded, missing, stale = 0, [], []
         for check in checks:
             changes = check["changes"]
             quiet = set(changes) <= {"last_check"}
+            uid = check.get("uid")
             try:
-                self.update_host(check["address"], changes, announce=not quiet)
+                if not isinstance(uid, str):
+                    raise _stale(check["address"], None)
+                self.update_host(check["address"], changes, uid=uid, announce=not quiet)
                 recorded += 1
             except errors.NotFound:
                 missing.append(check["address"])
-        return {"recorded": recorded, "missing": missing}
+            except errors.StaleRecord:
+                stale.append(check["address"])
+        return {"recorded": recorded, "missing": missing, "stale": stale}
 
-    def update_host(self, address: str, changes: dict[str, Any],
+    def _update_host_call(self, address: str, changes: dict[str, Any], uid: str,
+                          expect_status: str = "") -> dict[str, Any]:
+        """update_host as services call it over the bus: `uid` is required."""
+        if not isinstance(uid, str):
+            raise errors.ValidationError("must name the incarnation the update is about",
+                                         field="uid")
+        return self.update_host(address, changes, uid=uid, expect_status=expect_status)
+
+    def update_host(self, address: str, changes: dict[str, Any], uid: str | None = None,
                     expect_status: str = "", announce: bool = True) -> dict[str, Any]:
-        """Services record what they learned (status, facts, last_check)."""
+        """Services record what they learned (status, facts, last_check) about the
+        incarnation `uid` (StaleRecord if the host is now another one). uid=None
+        (in-process callers only, never over the bus) does not check it."""
         unknown = set(changes) - set(_HOST_STATE_FIELDS)
         if unknown:
             raise errors.ValidationError("cannot be changed this way", field=sorted(unknown)[0])
@@ -290,6 +346,8 @@ class StorageService(_OperationLocks, Service):
             host = current[("Host", address)]
             if not isinstance(host, Host):
                 raise errors.NotFound(f"host {address!r} does not exist")
+            if uid is not None and host.uid != uid:
+                raise _stale(address, uid)
             if expect_status and host.status != expect_status:
                 raise errors.Conflict(
                     f"host {address!r} is {host.status}, not {expect_status}")
@@ -330,7 +388,8 @@ class StorageService(_OperationLocks, Service):
                 return record
 
             try:
-                deleted = self.repo.change(keys, mutate)
+                # Opaque creds: a host whose credentials do not open can be deleted.
+                deleted = self.repo.change(keys, mutate, opaque=[("HostCreds", address)])
             except _Stale:
                 continue
             self._announce(deleted, "deleted")
@@ -462,28 +521,39 @@ class StorageService(_OperationLocks, Service):
             raise errors.InvalidRequest(f"{kind} is not a cluster operation")
         new = cls.from_dict(record)
         name = validate_name(new.name)
+        while True:
+            members = tuple(self.cluster_hosts(name))
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
-            cluster = current[("Cluster", name)]
-            if not isinstance(cluster, Cluster):
-                raise errors.NotFound(f"cluster {name!r} does not exist")
-            running = current[(kind, name)]
-            if running is not None and running.status == "in_process":
-                raise errors.Conflict(
-                    f"a {cls.operation} of cluster {name!r} is already in process")
-            now = utcnow()
-            new.status = "in_process"
-            new.started_at = now
-            new.finished_at = None
-            new.hosts = {a: {"state": "pending", "started_at": None, "finished_at": None,
-                             "reason": "", "events": [{"at": now, "event": "pending"}]}
-                         for a in cluster.hostset}
-            snap.put(new)
-            return new
+            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+                       members: tuple[str, ...] = members) -> Model:
+                cluster = current[("Cluster", name)]
+                if not isinstance(cluster, Cluster):
+                    raise errors.NotFound(f"cluster {name!r} does not exist")
+                if tuple(cluster.hostset) != members:
+                    raise _Stale()
+                running = current[(kind, name)]
+                if running is not None and running.status == "in_process":
+                    raise errors.Conflict(
+                        f"a {cls.operation} of cluster {name!r} is already in process")
+                now = utcnow()
+                new.status = "in_process"
+                new.started_at = now
+                new.finished_at = None
+                # Each host's entry names the incarnation the operation is about.
+                new.hosts = {a: {"state": "pending", "started_at": None, "finished_at": None,
+                                 "reason": "", "uid": _uid_of(current[("Host", a)]),
+                                 "events": [{"at": now, "event": "pending"}]}
+                             for a in members}
+                snap.put(new)
+                return new
 
-        started = self.repo.change([("Cluster", name, ""), (kind, name, "")], mutate)
-        self._announce(started, "created")
-        return started.to_safe_dict()
+            keys = [("Cluster", name, ""), (kind, name, "")] + [("Host", a, "") for a in members]
+            try:
+                started = self.repo.change(keys, mutate)
+            except _Stale:
+                continue
+            self._announce(started, "created")
+            return started.to_safe_dict()
 
     def get_operation(self, kind: str, name: str) -> dict[str, Any]:
         self.repo.require("Cluster", validate_name(name))
@@ -518,10 +588,17 @@ class StorageService(_OperationLocks, Service):
         return found
 
     def update_operation_host(self, kind: str, name: str, address: str, lease: int,
-                              changes: dict[str, Any], event: str = "") -> dict[str, Any]:
+                              changes: dict[str, Any], event: str = "",
+                              uid: str | None = None) -> dict[str, Any]:
         """Record one host's progress, atomically with the current record (an abort
-        made meanwhile is kept), and only by the holder of the operation's lock."""
+        made meanwhile is kept), and only by the holder of the operation's lock.
+
+        `uid`: the incarnation of the host the executor acted on. Progress (anything
+        but closing the entry as failed or skipped) is refused with StaleRecord unless
+        it is both the host's current incarnation and the one the operation started
+        on: a host deleted and created again mid-operation is not part of it."""
         lock_name = f"{kind}.{name}"
+        closing = changes.get("state") in ("failed", "skipped")
 
         def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
             lock = current[("OperationLock", lock_name)]
@@ -533,6 +610,11 @@ class StorageService(_OperationLocks, Service):
             detail = op.hosts.setdefault(address, {"state": "pending", "started_at": None,
                                                    "finished_at": None, "reason": "",
                                                    "events": []})
+            if not closing:
+                started_on = detail.get("uid")  # absent: started before uids existed
+                host_now = _uid_of(current[("Host", address)])
+                if uid is None or uid != host_now or started_on not in (None, uid):
+                    raise _stale(address, uid)
             if changes.get("state") == "in_process" and op.status != "in_process":
                 raise errors.Conflict(f"the operation on {name!r} is {op.status}; "
                                       "no new host may start")
@@ -542,7 +624,8 @@ class StorageService(_OperationLocks, Service):
             snap.put(op)
             return op
 
-        saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, "")], mutate)
+        saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, ""),
+                                  ("Host", address, "")], mutate)
         self._announce(saved, "updated")
         return saved.to_safe_dict()
 
@@ -594,6 +677,11 @@ class StorageService(_OperationLocks, Service):
         aborted = self.repo.change([(kind, name, "")], mutate)
         self._announce(aborted, "updated")
         return aborted.to_safe_dict()
+
+
+def _uid_of(host: Model | None) -> str | None:
+    """The incarnation of a host record read in a transaction (None: no such host)."""
+    return host.uid if isinstance(host, Host) else None
 
 
 def kind_label(kind: str) -> str:

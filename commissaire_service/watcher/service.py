@@ -7,7 +7,10 @@ bus and split the hosts by a stable hash of the address, so N watchers share the
 work and a dead one's hosts are taken over within a few heartbeats. A check is a
 light SSH probe (asyncssh: connect, authenticate against the pinned host key,
 read the boot id), not an Ansible run. Results go to storage in one call per
-cycle; only status changes are announced.
+cycle; only status changes are announced. Each check names the incarnation
+(`uid`) of the record it was made for: a host deleted and created again while
+it was being checked never gets the old one's result (storage refuses it).
+Decrypted keys are kept CREDS_TTL seconds at most.
 """
 from __future__ import annotations
 
@@ -22,12 +25,15 @@ from typing import Any, Protocol
 
 from commissaire import errors
 from commissaire.models import utcnow
-from commissaire.ssh import ProbeResult, ProbeTarget, probe_many
+from commissaire.reach import ANYWHERE, Reach
+from commissaire.secrets import ExpiringCache
+from commissaire.ssh import AUTH_FAILED, ProbeResult, ProbeTarget, probe_many
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
 
 WATCHED = ("active", "disassociated", "failed")
+CREDS_TTL = 120.0  # seconds a host's decrypted key stays in memory between checks
 
 
 class Bus(Protocol):
@@ -46,15 +52,20 @@ class WatcherService(Service):
     name = "watcher"
 
     def __init__(self, bus: Bus, interval: float = 30.0, timeout: float | None = None,
-                 concurrency: int = 100, start: bool = True, kex_algorithms: str = "") -> None:
+                 concurrency: int = 100, start: bool = True, kex_algorithms: str = "",
+                 reach: Reach = ANYWHERE) -> None:
+        """`reach`: the networks this watcher may probe (its ssh-allowed-networks)."""
         super().__init__()
         self.bus = bus
+        self.reach = reach
         self.kex_algorithms = kex_algorithms
         self.interval = interval
         self.timeout = timeout if timeout is not None else max(1.0, min(10.0, interval * 0.6))
         self.concurrency = concurrency
         self.hosts: dict[str, dict[str, Any]] = {}
-        self._creds: dict[str, tuple[str, str]] = {}
+        # (address, uid) -> (private key, user): bounded in time, per incarnation.
+        self._creds: ExpiringCache[tuple[str, str], tuple[str, str]] = ExpiringCache(
+            CREDS_TTL, maxsize=100_000)
         self._peers: dict[str, float] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -106,7 +117,7 @@ class WatcherService(Service):
     def on_host_deleted(self, record: dict[str, Any]) -> None:
         with self._lock:
             self.hosts.pop(record["address"], None)
-            self._creds.pop(record["address"], None)
+            self._creds.pop((record["address"], record.get("uid", "")))
 
     def on_heartbeat(self, instance: str, at: float) -> None:
         with self._lock:
@@ -141,10 +152,12 @@ class WatcherService(Service):
         started = time.monotonic()
         cpu_started = time.process_time()
         hosts = self.due()
-        targets = [t for t in (self._target(h) for h in hosts) if t is not None]
+        refused: dict[str, ProbeResult] = {}  # hosts whose credentials cannot be used
+        targets = [t for t in (self._target(h, refused) for h in hosts) if t is not None]
         results = asyncio.run(probe_many(targets, self.concurrency, self.timeout,
-                                         self.kex_algorithms)) \
+                                         self.kex_algorithms, reach=self.reach)) \
             if targets else {}
+        results = {**results, **refused}
         checks = [self._check(h, results[h["address"]]) for h in hosts
                   if h["address"] in results]
         if checks:
@@ -159,16 +172,23 @@ class WatcherService(Service):
             self.last_cycle = summary
         return summary
 
-    def _target(self, host: dict[str, Any]) -> ProbeTarget | None:
-        address = host["address"]
-        if address not in self._creds:
-            try:
-                creds = self.bus.call("storage.get_creds", {"address": address})
-            except errors.NotFound:
-                return None
-            key = base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace")
-            self._creds[address] = (key, creds.get("remote_user") or "root")
-        key, user = self._creds[address]
+    def _target(self, host: dict[str, Any],
+                refused: dict[str, ProbeResult] | None = None) -> ProbeTarget | None:
+        address, uid = host["address"], host.get("uid", "")
+
+        def fetch() -> tuple[str, str]:
+            creds = self.bus.call("storage.get_creds", {"address": address, "uid": uid})
+            return (base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace"),
+                    creds.get("remote_user") or "root")
+
+        try:
+            key, user = self._creds.get((address, uid), fetch)
+        except (errors.NotFound, errors.StaleRecord):
+            return None  # deleted (or created again: its notification brings the new one)
+        except errors.SecretsUnavailable as exc:
+            if refused is not None:
+                refused[address] = ProbeResult(AUTH_FAILED, exc.description)
+            return None
         return ProbeTarget(address=address, private_key=key, user=user,
                            port=int(host.get("ssh_port") or 22),
                            host_key=host.get("ssh_host_key") or "")
@@ -180,7 +200,7 @@ class WatcherService(Service):
         elif not result.ok and (host["status"] != "failed"
                                 or host.get("status_reason") != result.message):
             changes.update(status="failed", status_reason=result.message)
-        return {"address": host["address"], "changes": changes}
+        return {"address": host["address"], "uid": host.get("uid", ""), "changes": changes}
 
     def _healthy_status(self, host: dict[str, Any]) -> str:
         """Back to what bootstrap made it: active with a container manager, else

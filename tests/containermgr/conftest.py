@@ -6,7 +6,7 @@ from collections.abc import Iterator
 import pytest
 
 from commissaire_service.containermgr.service import ContainerManagerService
-from tests.containermgr.fakes import TOKEN, FakeBus
+from tests.containermgr.fakes import LOOPBACK, TOKEN, FakeBus
 from tests.k8s_standin.server import KubeStandIn
 
 
@@ -26,7 +26,7 @@ def bus() -> FakeBus:
 
 @pytest.fixture
 def service(bus: FakeBus) -> Iterator[ContainerManagerService]:
-    svc = ContainerManagerService(bus, poll_interval=0.05)
+    svc = ContainerManagerService(bus, poll_interval=0.05, allowed_urls=LOOPBACK)
     try:
         yield svc
     finally:

@@ -6,9 +6,12 @@ import socket
 from typing import Any
 
 from commissaire import errors
+from commissaire_service.containermgr.allow import AllowedURLs
 
 #: The token the stand-in requires in these tests.
 TOKEN = "s3cret-standin-token-5f2b"
+#: The stand-ins listen on loopback: the tests' containermgr allowed-urls.
+LOOPBACK = AllowedURLs.from_setting(["http://127.0.0.0/8:*", "https://127.0.0.0/8:*"])
 
 
 class FakeBus:

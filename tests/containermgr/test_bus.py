@@ -17,7 +17,7 @@ from commissaire import errors
 from commissaire.bus import BusClient, BusServer
 from commissaire_service.containermgr.service import ContainerManagerService
 from commissaire_service.service import Service
-from tests.containermgr.fakes import TOKEN, FakeBus
+from tests.containermgr.fakes import LOOPBACK, TOKEN, FakeBus
 from tests.k8s_standin.server import KubeStandIn
 
 NODE = "10.1.2.3"
@@ -42,7 +42,7 @@ class StorageStub(Service):
 def on_bus(request: pytest.FixtureRequest, bus: FakeBus) -> Iterator[BusClient]:
     exchange = f"test-containermgr-{request.node.name}-{time.monotonic_ns()}"
     client = BusClient("inproc://", exchange, timeout=10)
-    service = ContainerManagerService(client, poll_interval=0.05)
+    service = ContainerManagerService(client, poll_interval=0.05, allowed_urls=LOOPBACK)
     storage = StorageStub(bus)
     servers = [BusServer("inproc://", exchange, svc.name, svc.routing_keys, svc.dispatch)
                for svc in (service, storage)]

@@ -209,7 +209,8 @@ def test_drain_names_the_pod_a_disruption_budget_blocks(
     assert 0.6 <= time.monotonic() - started < 5
     message = caught.value.description
     assert "db/postgres-0" in message and "PodDisruptionBudget" in message
-    assert "postgres-pdb" in message
+    assert "HTTP 429" in message
+    assert "postgres-pdb" not in message  # the API server's own words are not passed on
     assert caught.value.details["blocking_pods"] == ["db/postgres-0"]
     # The others went; the blocked one was retried and stays; the node stays cordoned.
     assert "db/postgres-0" in standin.pods_on(NODE) and "app/web-1" not in standin.pods_on(NODE)
@@ -250,7 +251,7 @@ def test_wrong_token_is_refused_without_showing_it(
         with pytest.raises(errors.ContainerManagerError) as caught:
             call("k8s", NODE)
         text = str(caught.value) + repr(caught.value.details)
-        assert "refused our credentials" in text and "401" in text
+        assert "refused our credentials" in text and "HTTP 401" in text
         assert wrong not in text
     assert wrong not in caplog.text
 
@@ -268,9 +269,7 @@ def test_unreachable_api_server_is_named(service: ContainerManagerService,
     bus.add("gone", "openshift", server_url=url + "/", token=TOKEN)
     with pytest.raises(errors.ContainerManagerError) as caught:
         service.register_node("gone", NODE)
-    assert url in caught.value.description
-    assert "refused" in caught.value.description.lower()
-    assert TOKEN not in caught.value.description
+    assert caught.value.description == "container manager 'gone': cannot connect to its API server"
 
 
 def test_api_suffix_and_apiserver_option(service: ContainerManagerService, bus: FakeBus,
@@ -369,8 +368,8 @@ def test_tls_without_the_ca_fails_naming_the_server(service: ContainerManagerSer
     bus.add("k8s", "kubernetes", server_url=tls_standin.url, token=TOKEN)
     with pytest.raises(errors.ContainerManagerError) as caught:
         service.get_node_status("k8s", NODE)
-    assert tls_standin.url in caught.value.description
-    assert "certificate verify failed" in caught.value.description
+    assert "'k8s'" in caught.value.description
+    assert "certificate is not trusted" in caught.value.description
 
 
 def test_tls_insecure_skip_verify(service: ContainerManagerService, bus: FakeBus,

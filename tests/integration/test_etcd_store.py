@@ -8,7 +8,6 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import etcd3gw
 import pytest
 
 from commissaire import errors
@@ -32,17 +31,18 @@ class TestEtcdContract(StoreContract):
     @pytest.fixture
     def make_store(self, etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> Any:
         def make(prefix: str) -> EtcdStoreHandler:
-            handlers.append(EtcdStoreHandler(etcd_server.url, prefix=prefix))
+            handlers.append(EtcdStoreHandler(etcd_server.url, prefix=prefix,
+                                             **etcd_server.tls_options))
             return handlers[-1]
         return make
 
 
 def test_values_are_json_text_under_the_prefix(etcd_server: EtcdServer,
                                                handlers: list[EtcdStoreHandler]) -> None:
-    store = EtcdStoreHandler(etcd_server.url, prefix="/json-check/")
+    store = EtcdStoreHandler(etcd_server.url, prefix="/json-check/", **etcd_server.tls_options)
     handlers.append(store)
     assert store.commit(Txn(puts=[("hosts/10.0.0.1", {"address": "10.0.0.1", "u": "é"})]))
-    raw = etcd3gw.client(host="127.0.0.1", port=int(etcd_server.url.rsplit(":", 1)[1]))
+    raw = etcd_server.raw_client()
     ((value, meta),) = raw.get("/json-check/hosts/10.0.0.1", metadata=True)
     assert json.loads(value) == {"address": "10.0.0.1", "u": "é"}
     item = store.get("hosts/10.0.0.1")
@@ -51,7 +51,7 @@ def test_values_are_json_text_under_the_prefix(etcd_server: EtcdServer,
 
 def test_stopped_etcd_is_store_unavailable_naming_the_url() -> None:
     with EtcdServer() as server:
-        store = EtcdStoreHandler(server.url, timeout=2.0)
+        store = EtcdStoreHandler(server.url, timeout=2.0, **server.tls_options)
         assert store.commit(Txn(puts=[("a", {})]))
         url = server.url
     for call in (lambda: store.get("a"), lambda: store.list(""), store.ping,
@@ -96,8 +96,7 @@ def test_a_private_key_is_not_readable_in_an_etcd_dump(etcd_server: EtcdServer,
     key_file = tmp_path / "secrets.key"
     generate_key_file(str(key_file))
     prefix = f"/dump-check-{time.monotonic_ns()}/"
-    handlers = load_handlers([{"name": "commissaire.storage.etcd", "server_url": etcd_server.url,
-                               "prefix": prefix, "models": ["*"]}])
+    handlers = load_handlers([etcd_server.handler_config(prefix=prefix, models=["*"])])
     service = StorageService(Repository(handlers, SecretBox.from_key_file(str(key_file))),
                              notify=lambda *a, **k: None)
     private = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUA"
@@ -106,7 +105,7 @@ def test_a_private_key_is_not_readable_in_an_etcd_dump(etcd_server: EtcdServer,
     service.create_host({"address": "127.0.250.7"},
                         {"address": "127.0.250.7", "ssh_priv_key": encoded})
     assert service.get_creds("127.0.250.7")["ssh_priv_key"] == encoded
-    raw = etcd3gw.client(host="127.0.0.1", port=int(etcd_server.url.rsplit(":", 1)[1]))
+    raw = etcd_server.raw_client()
     dump = "".join(value.decode() if isinstance(value, bytes) else str(value)
                    for value in raw.get_prefix(prefix))
     assert "127.0.250.7" in dump  # the dump does hold the host's records
@@ -120,15 +119,17 @@ class TestEtcdCachedContract(StoreContract):
     @pytest.fixture
     def make_store(self, etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> Any:
         def make(prefix: str) -> EtcdStoreHandler:
-            handler = EtcdStoreHandler(etcd_server.url, prefix=prefix, watch_cache=True)
+            handler = EtcdStoreHandler(etcd_server.url, prefix=prefix, watch_cache=True,
+                                       **etcd_server.tls_options)
             handlers.append(handler)
             assert handler.cache is not None and handler.cache.wait_live(10)
             return handler
         return make
 
 
-def _cached(url: str, prefix: str, handlers: list[EtcdStoreHandler]) -> EtcdStoreHandler:
-    handler = EtcdStoreHandler(url, prefix=prefix, watch_cache=True)
+def _cached(server: EtcdServer, prefix: str,
+            handlers: list[EtcdStoreHandler]) -> EtcdStoreHandler:
+    handler = EtcdStoreHandler(server.url, prefix=prefix, watch_cache=True, **server.tls_options)
     handlers.append(handler)
     assert handler.cache is not None and handler.cache.wait_live(10)
     return handler
@@ -137,7 +138,7 @@ def _cached(url: str, prefix: str, handlers: list[EtcdStoreHandler]) -> EtcdStor
 def test_a_cached_copy_sees_another_process_writes(etcd_server: EtcdServer,
                                                    handlers: list[EtcdStoreHandler]) -> None:
     prefix = f"/cache-{time.monotonic_ns()}/"
-    one, two = _cached(etcd_server.url, prefix, handlers), _cached(etcd_server.url, prefix,
+    one, two = _cached(etcd_server, prefix, handlers), _cached(etcd_server, prefix,
                                                                     handlers)
     assert one.commit(Txn(puts=[("hosts/a", {"v": 1})]))
     assert wait_until(lambda: (two.get("hosts/a") or Item("", {}, 0)).value == {"v": 1})
@@ -150,7 +151,7 @@ def test_a_stale_copy_never_wins_a_write(etcd_server: EtcdServer,
                                          handlers: list[EtcdStoreHandler]) -> None:
     """A write based on an old revision fails; the failure refreshes the copy."""
     prefix = f"/stale-{time.monotonic_ns()}/"
-    one, two = _cached(etcd_server.url, prefix, handlers), _cached(etcd_server.url, prefix,
+    one, two = _cached(etcd_server, prefix, handlers), _cached(etcd_server, prefix,
                                                                     handlers)
     assert one.commit(Txn(compares=[("k", ABSENT)], puts=[("k", {"v": 1})]))
     seen = one.get("k")
@@ -165,7 +166,7 @@ def test_a_stale_copy_never_wins_a_write(etcd_server: EtcdServer,
 
 def test_a_cached_handler_reports_a_stopped_etcd(handlers: list[EtcdStoreHandler]) -> None:
     with EtcdServer() as server:
-        store = _cached(server.url, "/", handlers)
+        store = _cached(server, "/", handlers)
         assert store.commit(Txn(puts=[("a", {})]))
         url = server.url
 
@@ -181,7 +182,7 @@ def test_a_cached_handler_reports_a_stopped_etcd(handlers: list[EtcdStoreHandler
 def test_changing_what_was_read_never_changes_the_cached_copy(
         etcd_server: EtcdServer, handlers: list[EtcdStoreHandler]) -> None:
     """A read-modify-write that changes its record and then gives up leaves no trace."""
-    store = _cached(etcd_server.url, f"/copy-{time.monotonic_ns()}/", handlers)
+    store = _cached(etcd_server, f"/copy-{time.monotonic_ns()}/", handlers)
     value = {"hosts": {"a": {"state": "pending"}}}
     assert store.commit(Txn(puts=[("op", value)]))
     value["hosts"]["a"]["state"] = "changed after the commit"

@@ -1,7 +1,9 @@
-"""Throwaway PKI for the stand-in API server: a CA, a server and a client certificate.
+"""Throwaway PKI for test servers: a CA, a server and a client certificate.
 
-The server certificate is valid for 127.0.0.1 and localhost, signed by the CA
-(not self-signed), so clients verify it exactly as they would a cluster's.
+Used by the Kubernetes stand-in, and by the test etcd and Redis
+(tests/support/servers.py), which require client certificates / TLS. The server
+certificate is valid for 127.0.0.1 and localhost, signed by the CA (not
+self-signed), so clients verify it exactly as they would a cluster's.
 """
 from __future__ import annotations
 
@@ -42,14 +44,20 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
     path.chmod(0o600)
 
 
-def make_pki(directory: Path) -> Pki:
-    """Create the CA and the two certificates it signs under `directory`."""
+def make_pki(directory: Path, name: str = "k8s-standin",
+             server_is_client: bool = False, days: int = 1,
+             hosts: tuple[str, ...] = ("127.0.0.1", "localhost")) -> Pki:
+    """Create the CA and the two certificates it signs under `directory`.
+
+    `server_is_client`: the server certificate may also authenticate as a client
+    (etcd's gateway and peers present it to the server itself); `hosts`: the
+    addresses and names the server certificate is valid for."""
     now = dt.datetime.now(dt.UTC)
-    not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=1)
+    not_before, not_after = now - dt.timedelta(minutes=5), now + dt.timedelta(days=days)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_cert = (
         x509.CertificateBuilder()
-        .subject_name(_name("k8s-standin-ca")).issuer_name(_name("k8s-standin-ca"))
+        .subject_name(_name(f"{name}-ca")).issuer_name(_name(f"{name}-ca"))
         .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
         .not_valid_before(not_before).not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
@@ -62,7 +70,7 @@ def make_pki(directory: Path) -> Pki:
         .sign(ca_key, hashes.SHA256())
     )
 
-    def issue(common_name: str, usage: x509.ObjectIdentifier,
+    def issue(common_name: str, usage: list[x509.ObjectIdentifier],
               sans: list[x509.GeneralName]) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         builder = (
@@ -71,7 +79,7 @@ def make_pki(directory: Path) -> Pki:
             .public_key(key.public_key()).serial_number(x509.random_serial_number())
             .not_valid_before(not_before).not_valid_after(not_after)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+            .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                            critical=False)
             .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
@@ -81,10 +89,17 @@ def make_pki(directory: Path) -> Pki:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
         return builder.sign(ca_key, hashes.SHA256()), key
 
-    server_cert, server_key = issue(
-        "k8s-standin", ExtendedKeyUsageOID.SERVER_AUTH,
-        [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")])
-    client_cert, client_key = issue("system:commissaire", ExtendedKeyUsageOID.CLIENT_AUTH, [])
+    server_usage = [ExtendedKeyUsageOID.SERVER_AUTH]
+    if server_is_client:
+        server_usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    server_cert, server_key = issue(name, server_usage, sans)
+    client_cert, client_key = issue("system:commissaire", [ExtendedKeyUsageOID.CLIENT_AUTH], [])
 
     directory.mkdir(parents=True, exist_ok=True)
     pki = Pki(ca_cert=directory / "ca.crt", server_cert=directory / "server.crt",

@@ -3,21 +3,33 @@
 Each server runs from the system binary on free loopback ports in its own temp
 dir, is waited on until it answers, and is stopped by PID (never by name) with
 its dir removed, also when starting it fails.
+
+Both run as production should (README, "Distributed mode"): Redis refuses
+clients without credentials (the `default` user is off; `url` carries an ACL
+user and a password generated per server; `tls=True` serves `rediss://` only),
+and etcd serves TLS and accepts only clients with a certificate of its CA
+(`tls_options` are the etcd store handler's options). Certificates are made
+per server with `cryptography` (tests/k8s_standin/tls.py).
 """
 from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import tempfile
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import requests
+
+from tests.k8s_standin.tls import Pki, make_pki
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +63,9 @@ class _Server:
     def ready(self) -> bool:
         raise NotImplementedError
 
+    def prepare(self) -> None:
+        """Files the server needs in `tmpdir` (config, certificates), made once."""
+
     def start(self) -> _Server:
         path = shutil.which(self.binary)
         if path is None:
@@ -60,6 +75,7 @@ class _Server:
         self.port = free_port()
         try:
             self._log = open(os.path.join(self.tmpdir, "server.log"), "wb")  # noqa: SIM115
+            self.prepare()
             self._spawn()
         except BaseException:
             self.stop()
@@ -131,44 +147,129 @@ class _Server:
 
 
 class EtcdServer(_Server):
-    """A single-member etcd serving the v3 API on a free loopback port."""
+    """A single-member etcd serving the v3 API on a free loopback port.
+
+    With `tls` (the default) clients and peers need a certificate of the
+    server's own CA (`--client-cert-auth`); `tls=False` is plain HTTP."""
 
     binary = "etcd"
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = True) -> None:
         super().__init__()
         self.peer_port = 0
+        self.tls = tls
+        self.pki: Pki | None = None
+
+    def prepare(self) -> None:
+        if self.tls:
+            # The server certificate is also a client one: etcd's gRPC gateway and
+            # its peers present it to the server itself.
+            self.pki = make_pki(Path(self.tmpdir) / "pki", name="etcd", server_is_client=True)
 
     def command(self) -> list[str]:
         self.peer_port = free_port()
-        peer = f"http://127.0.0.1:{self.peer_port}"
-        return [
+        scheme = "https" if self.tls else "http"
+        peer = f"{scheme}://127.0.0.1:{self.peer_port}"
+        argv = [
             "etcd", "--name", "default",
             "--data-dir", os.path.join(self.tmpdir, "data"),
             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
             "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"default={peer}",
         ]
+        if self.pki is not None:
+            pki = self.pki
+            argv += ["--cert-file", str(pki.server_cert), "--key-file", str(pki.server_key),
+                     "--trusted-ca-file", str(pki.ca_cert), "--client-cert-auth",
+                     "--peer-cert-file", str(pki.server_cert),
+                     "--peer-key-file", str(pki.server_key),
+                     "--peer-trusted-ca-file", str(pki.ca_cert), "--peer-client-cert-auth"]
+        return argv
+
+    @property
+    def tls_options(self) -> dict[str, str]:
+        """The etcd store handler's TLS options (as in storage-handlers), {} without TLS."""
+        if self.pki is None:
+            return {}
+        return {"certificate_ca_path": str(self.pki.ca_cert),
+                "certificate_path": str(self.pki.client_cert),
+                "certificate_key_path": str(self.pki.client_key)}
+
+    def handler_config(self, **extra: Any) -> dict[str, Any]:
+        """A `storage-handlers` entry for this server."""
+        return {"name": "commissaire.storage.etcd", "server_url": self.url,
+                **self.tls_options, **extra}
+
+    def requests_options(self) -> dict[str, Any]:
+        """verify/cert for `requests` calls straight to this etcd."""
+        if self.pki is None:
+            return {}
+        return {"verify": str(self.pki.ca_cert),
+                "cert": (str(self.pki.client_cert), str(self.pki.client_key))}
+
+    def raw_client(self) -> Any:
+        """An etcd3gw client with this server's client certificate (for raw reads)."""
+        import etcd3gw
+
+        options = self.tls_options
+        client = etcd3gw.client(host="127.0.0.1", port=self.port,
+                                protocol="https" if self.tls else "http",
+                                ca_cert=options.get("certificate_ca_path"),
+                                cert_cert=options.get("certificate_path"),
+                                cert_key=options.get("certificate_key_path"))
+        # REQUESTS_CA_BUNDLE in the environment would win over the session's CA.
+        client.session.trust_env = False
+        return client
 
     def ready(self) -> bool:
         try:
-            return requests.get(f"{self.url}/health", timeout=1).json().get("health") == "true"
+            with requests.Session() as session:
+                session.trust_env = False  # REQUESTS_CA_BUNDLE would replace our CA
+                return session.get(f"{self.url}/health", timeout=1,
+                                   **self.requests_options()).json().get("health") == "true"
         except (requests.RequestException, ValueError):
             return False
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
 
 class RedisServer(_Server):
-    """A Redis without persistence on a free loopback port."""
+    """A Redis without persistence on a free loopback port, for one ACL user.
+
+    The `default` user is off, so a client without credentials can run no
+    command; `url` carries `user` and a password made for this server. With
+    `tls`, only TLS is served (`url` is `rediss://...`, verifying the server's
+    certificate against its CA)."""
 
     binary = "redis-server"
 
+    def __init__(self, tls: bool = False, user: str = "commissaire") -> None:
+        super().__init__()
+        self.tls = tls
+        self.user = user
+        self.password = secrets.token_urlsafe(24)
+        self.pki: Pki | None = None
+
+    def prepare(self) -> None:
+        lines = ["bind 127.0.0.1", 'save ""', "appendonly no", f"dir {self.tmpdir}",
+                 "user default off",
+                 # Everything kombu needs; no server administration (CONFIG, ACL, ...).
+                 f"user {self.user} on >{self.password} ~* &* +@all -@admin"]
+        if self.tls:
+            self.pki = make_pki(Path(self.tmpdir) / "pki", name="redis")
+            lines += ["port 0", f"tls-port {self.port}", f"tls-cert-file {self.pki.server_cert}",
+                      f"tls-key-file {self.pki.server_key}",
+                      f"tls-ca-cert-file {self.pki.ca_cert}", "tls-auth-clients no"]
+        else:
+            lines.append(f"port {self.port}")
+        conf = Path(self.tmpdir) / "redis.conf"
+        conf.touch(mode=0o600)
+        conf.write_text("\n".join(lines) + "\n")
+
     def command(self) -> list[str]:
-        return ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-                "--save", "", "--appendonly", "no", "--dir", self.tmpdir]
+        return ["redis-server", os.path.join(self.tmpdir, "redis.conf")]
 
     def ready(self) -> bool:
         import redis
@@ -181,6 +282,19 @@ class RedisServer(_Server):
         finally:
             client.close()
 
+    def _url(self, credentials: str) -> str:
+        if not self.tls:
+            return f"redis://{credentials}127.0.0.1:{self.port}/0"
+        assert self.pki is not None, "start() the server first"
+        return (f"rediss://{credentials}127.0.0.1:{self.port}/0?ssl_cert_reqs=required"
+                f"&ssl_ca_certs={quote(str(self.pki.ca_cert))}")
+
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The bus URI, with the credentials."""
+        return self._url(f"{quote(self.user, safe='')}:{quote(self.password, safe='')}@")
+
+    @property
+    def anonymous_url(self) -> str:
+        """The same server without credentials (refused)."""
+        return self._url("")

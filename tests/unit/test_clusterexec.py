@@ -21,6 +21,9 @@ from commissaire_service.storage.service import StorageService
 from tests.unit.fakes import DirectBus, HandlerSet, ReversibleBox
 
 
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPARE6ac8xw4DRZIZbTl2vPviLudsVLMZ69Kgp+KFyqJ"
+
+
 class Fleet:
     """Hosts that go down when told to restart and come back with a new boot id."""
 
@@ -74,7 +77,7 @@ class Fleet:
         return runner.RunResult(results, "successful")
 
     async def probe(self, target: Any, timeout: float = 10, command: str | None = None,
-                    kex_algorithms: str = "") -> ProbeResult:
+                    kex_algorithms: str = "", reach: Any = None) -> ProbeResult:
         with self.lock:
             if self.is_down(target.address):
                 return ProbeResult(UNREACHABLE, f"cannot reach {target.address}")
@@ -102,7 +105,7 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped
                                                    "ssh_priv_key": base64.b64encode(b"k").decode()},
                             "c1")
         storage.update_host(address, {"status": "disassociated", "bootstrapped": True,
-                                      "os": "fedora"})
+                                      "os": "fedora", "ssh_host_key": HOST_KEY})
         fleet.add(address)
     return bus, storage, fleet
 

@@ -53,7 +53,8 @@ def world(monkeypatch: pytest.MonkeyPatch) -> tuple[DirectBus, StorageService, R
     recorder = Recorder()
     monkeypatch.setattr(investigator_module.runner, "run_playbook", recorder)
 
-    async def fake_fetch(address: str, port: int = 22, timeout: float = 10.0) -> str:
+    async def fake_fetch(address: str, port: int = 22, timeout: float = 10.0,
+                         reach: Any = None) -> str:
         return HOST_KEY
 
     monkeypatch.setattr(investigator_module, "fetch_host_key", fake_fetch)

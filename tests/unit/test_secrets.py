@@ -6,12 +6,13 @@ import os
 import stat
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from commissaire.errors import SecretsUnavailable
-from commissaire.secrets import SecretBox, generate_key_file, main
+from commissaire.secrets import ExpiringCache, SecretBox, generate_key_file, main
 
 PLAINTEXT = "-----BEGIN OPENSSH PRIVATE KEY-----\nsecret-material\n"
 CONTEXT = "HostCreds/10.0.0.1"
@@ -179,3 +180,70 @@ def test_cli_runs_as_module(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=Path(__file__).resolve().parents[2])
     assert done.returncode == 0, done.stderr
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_a_changed_key_file_is_used_without_a_restart(tmp_path: Path, key_file: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    import commissaire.secrets as secrets_module
+
+    monkeypatch.setattr(secrets_module, "RELOAD_CHECK_SECONDS", 0.0)
+    box = SecretBox.from_key_file(str(key_file))
+    old_kid = box.current_kid
+    old_envelope = box.encrypt(PLAINTEXT, CONTEXT)
+    new_file = tmp_path / "new.key"
+    new_kid = generate_key_file(str(new_file))
+    key_file.write_text(new_file.read_text() + key_file.read_text())  # rotate: new first
+    assert box.current_kid == new_kid
+    assert box.encrypt(PLAINTEXT, CONTEXT)["kid"] == new_kid
+    assert box.decrypt(old_envelope, CONTEXT) == PLAINTEXT
+    # A half-written file keeps the keys in use (and says so in the log, not here).
+    key_file.write_text("garbage")
+    assert box.current_kid == new_kid and box.decrypt(old_envelope, CONTEXT) == PLAINTEXT
+    key_file.write_text(new_file.read_text())  # old key removed
+    with pytest.raises(SecretsUnavailable, match=f"key id '{old_kid}' which is not in"):
+        box.decrypt(old_envelope, CONTEXT)
+
+
+def test_an_unknown_key_id_looks_at_the_key_file_at_once(tmp_path: Path, key_file: Path) -> None:
+    # Another copy of the service already seals with a newer key: no waiting for
+    # the periodic check (RELOAD_CHECK_SECONDS is left as it is here).
+    box = SecretBox.from_key_file(str(key_file))
+    box.current_kid  # noqa: B018  (checked just now)
+    new_file = tmp_path / "new.key"
+    generate_key_file(str(new_file))
+    key_file.write_text(new_file.read_text() + key_file.read_text())
+    newer = SecretBox.from_key_file(str(key_file)).encrypt(PLAINTEXT, CONTEXT)
+    assert box.decrypt(newer, CONTEXT) == PLAINTEXT
+
+
+def test_expiring_cache_forgets_after_its_ttl() -> None:
+    now = [0.0]
+    cache: ExpiringCache[str, str] = ExpiringCache(ttl=60, maxsize=2, clock=lambda: now[0])
+    made: list[str] = []
+
+    def make(value: str) -> Callable[[], str]:
+        return lambda: made.append(value) or value
+
+    assert cache.get("a", make("key-a")) == "key-a"
+    assert cache.get("a", make("again")) == "key-a" and made == ["key-a"]
+    now[0] = 61.0
+    assert len(cache) == 0  # expired: nothing decrypted stays around
+    assert cache.get("a", make("key-a2")) == "key-a2"
+    cache.get("b", make("b"))
+    cache.get("c", make("c"))
+    assert len(cache) == 2  # bounded in size too
+
+
+def test_ssh_private_keys_are_not_kept_indefinitely() -> None:
+    from commissaire import ssh
+
+    cache = ssh._PRIVATE_KEYS
+    assert isinstance(cache, ExpiringCache) and 0 < cache.ttl <= 300
+    assert not hasattr(ssh._private_key, "cache_info")  # no lru_cache
+
+
+def test_the_watcher_keeps_decrypted_keys_briefly() -> None:
+    from commissaire_service.watcher.service import WatcherService
+
+    watcher = WatcherService(bus=None, start=False)  # type: ignore[arg-type]
+    assert isinstance(watcher._creds, ExpiringCache) and 0 < watcher._creds.ttl <= 300

@@ -24,7 +24,7 @@ def world(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     outcomes: dict[str, ProbeResult] = {}
     probed: list[list[str]] = []
 
-    async def fake_probe_many(targets, concurrency, timeout, kex_algorithms=""):  # type: ignore[no-untyped-def]
+    async def fake_probe_many(targets, concurrency, timeout, kex_algorithms="", reach=None):  # type: ignore[no-untyped-def]
         probed.append([t.address for t in targets])
         return {t.address: outcomes.get(t.address, ProbeResult(REACHABLE, output="b1"))
                 for t in targets}
