@@ -275,7 +275,7 @@ _Dumper.add_representer(str, _represent_str)
 _Dumper.add_representer(_Unsafe, _represent_unsafe)
 _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: An inventory host name: an IP address or a DNS name (no ranges, no patterns).
-_ADDRESS = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:-]{0,252}")
+_ADDRESS = re.compile(r"[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}")  # never "-…": no ssh option
 
 
 def _plain(value: Any) -> Any:
@@ -401,14 +401,18 @@ def _stop_control_masters(private: Path, targets: list[Target]) -> None:
 
 # -- run dirs ----------------------------------------------------------------------
 
-def _process_start(pid: int) -> int:
-    """When `pid` started (clock ticks since boot; 0 if unknown): a pid alone may
-    have been reused by another process since the dir was made."""
+def _process_stat(pid: int) -> tuple[str, int]:
+    """(state, start time in clock ticks since boot) of `pid` from /proc; ("", 0)
+    if unknown. The start time tells a reused pid from the process that made a dir."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[19])  # field 22, starttime
+        return fields[0], int(fields[19])  # fields 3 (state) and 22 (starttime)
     except (OSError, ValueError, IndexError):
-        return 0
+        return "", 0
+
+
+def _process_start(pid: int) -> int:
+    return _process_stat(pid)[1]
 
 
 def new_run_dir(parent: str | None = None) -> Path:
@@ -427,7 +431,10 @@ def _owner_alive(pid: int, started: int) -> bool:
         return False
     except PermissionError:
         pass  # alive, another user's
-    return not started or _process_start(pid) in (0, started)
+    state, now_started = _process_stat(pid)
+    if state in ("Z", "X"):
+        return False  # killed, not reaped yet (a container's init may never reap it)
+    return not started or now_started in (0, started)
 
 
 def remove_stale_run_dirs(parent: str | None = None) -> list[str]:

@@ -45,10 +45,11 @@ class Hosts(Resource):
                          limit=limit, offset=offset)
         resp.set_header("X-Total-Count", str(page["total"]))
         if limit and offset + limit < page["total"]:
-            query = f"limit={limit}&offset={offset + limit}"
-            query += f"&cluster={cluster}" if cluster else ""
-            query += f"&status={status}" if status else ""
-            resp.set_header("Link", f'<{req.path}?{query}>; rel="next"')
+            # Safe to paste: every value was matched against its pattern above.
+            following = f"limit={limit}&offset={offset + limit}"
+            following += f"&cluster={cluster}" if cluster else ""
+            following += f"&status={status}" if status else ""
+            resp.set_header("Link", f'<{req.path}?{following}>; rel="next"')
         respond(resp, page["items"])
 
 

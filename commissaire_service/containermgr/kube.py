@@ -16,14 +16,16 @@ Options of a `kubernetes` or `openshift` ContainerManagerConfig:
     never logged nor put in an error message.
 ``certificate_authority``
     CA bundle that signs the API server's certificate: a file path on the
-    containermgr host, or the PEM text itself. Default: the bundle `requests`
+    containermgr host (under its `certificate-dirs`), or the PEM text itself. Default: the bundle `requests`
     trusts (``REQUESTS_CA_BUNDLE`` when set, else certifi's).
 ``insecure_skip_verify``
     ``true`` to skip verification of the server's certificate (lab use only;
     a warning is logged when the client is built). Default ``false``.
 ``client_certificate`` / ``client_key``
-    Paths (on the containermgr host) of a client certificate and its key for
-    TLS client authentication. Give both, or only ``client_certificate`` when
+    Paths (on the containermgr host, under its `certificate-dirs` setting, by
+    default /etc/commissaire/containermgr: an API caller cannot make the
+    service read, or present, any other file) of a client certificate and its
+    key for TLS client authentication. Give both, or only ``client_certificate`` when
     the file holds the key too.
 ``request_timeout``
     Seconds allowed for each HTTP request (connect and read). Default 10.
@@ -67,6 +69,8 @@ from commissaire_service.containermgr.allow import AllowedURLs, origin_of
 logger = logging.getLogger(__name__)
 
 DEFAULT_TIMEOUT = 10.0
+#: Where certificate and key files named by options may be (`certificate-dirs`).
+DEFAULT_CERTIFICATE_DIRS = ("/etc/commissaire/containermgr",)
 _API_SUFFIX = re.compile(r"/api(/v1)?/*$")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)?")
@@ -164,12 +168,15 @@ class KubeClient:
     """One API server, one `requests` session, a timeout on every request."""
 
     def __init__(self, settings: KubeSettings, name: str = "",
-                 allowed: AllowedURLs | None = None) -> None:
-        """`allowed`: the service's allowed-urls; None allows nothing."""
+                 allowed: AllowedURLs | None = None,
+                 certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> None:
+        """`allowed`: the service's allowed-urls (None allows nothing);
+        `certificate_dirs`: where files named by options may be."""
         self.settings = settings
         self.name = name
         self.base_url = settings.base_url
         self.allowed = allowed or AllowedURLs()
+        self.certificate_dirs = tuple(os.path.realpath(d) for d in certificate_dirs)
         self._session = requests.Session()
         # Direct connections check the peer they reached (DNS rebinding).
         adapter = _CheckedAdapter(self.allowed.peer_check(self.base_url))
@@ -213,7 +220,14 @@ class KubeClient:
         return ca
 
     def _check_readable(self, path: str, option: str) -> None:
-        if not os.access(path, os.R_OK):
+        # Where first: a file elsewhere is refused without saying whether it exists.
+        real = os.path.realpath(path)
+        if not any(real.startswith(d.rstrip("/") + "/") for d in self.certificate_dirs):
+            raise errors.ContainerManagerError(
+                f"container manager {self.name!r}: options.{option} must name a file under "
+                f"{', '.join(self.certificate_dirs) or '(none)'} (the containermgr "
+                "service's certificate-dirs setting)")
+        if not os.access(real, os.R_OK):
             raise errors.ContainerManagerError(
                 f"container manager {self.name!r}: options.{option} names {path!r}, "
                 "which this containermgr service cannot read")

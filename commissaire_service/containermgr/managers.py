@@ -30,6 +30,7 @@ from typing import Any
 from commissaire import errors
 from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.kube import (
+    DEFAULT_CERTIFICATE_DIRS,
     ApiConflict,
     ApiError,
     ApiNotFound,
@@ -107,10 +108,11 @@ class KubernetesManager(Manager):
     def __init__(self, name: str, type_name: str, settings: KubeSettings, *,
                  poll_interval: float = 1.0, conflict_retries: int = 5,
                  sleep: Callable[[float], None] = time.sleep,
-                 allowed: AllowedURLs | None = None) -> None:
+                 allowed: AllowedURLs | None = None,
+                 certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> None:
         super().__init__(name)
         self.type_name = type_name
-        self.client = KubeClient(settings, name, allowed)
+        self.client = KubeClient(settings, name, allowed, certificate_dirs)
         self.poll_interval = poll_interval
         self.conflict_retries = conflict_retries
         self._sleep = sleep
@@ -350,13 +352,15 @@ def _skip_reason(pod: dict[str, Any]) -> str:
 
 
 def build_manager(name: str, type_name: str, options: dict[str, Any], *,
-                  poll_interval: float = 1.0, allowed: AllowedURLs | None = None) -> Manager:
+                  poll_interval: float = 1.0, allowed: AllowedURLs | None = None,
+                  certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> Manager:
     """The manager for one ContainerManagerConfig record."""
     if type_name == "trivial":
         return TrivialManager(name)
     if type_name in ("kubernetes", "openshift"):
         return KubernetesManager(name, type_name, KubeSettings.from_options(options),
-                                 poll_interval=poll_interval, allowed=allowed)
+                                 poll_interval=poll_interval, allowed=allowed,
+                                 certificate_dirs=certificate_dirs)
     raise errors.ContainerManagerError(
         f"container manager {name!r} has type {type_name!r}, which this service does not "
         "support (kubernetes, openshift, trivial)")

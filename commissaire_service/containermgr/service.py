@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from commissaire import errors
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.containermgr.allow import AllowedURLs
+from commissaire_service.containermgr.kube import DEFAULT_CERTIFICATE_DIRS
 from commissaire_service.containermgr.managers import Manager, build_manager
 from commissaire_service.service import Service
 
@@ -34,13 +35,16 @@ class ContainerManagerService(Service):
     name = "container"
 
     def __init__(self, bus: BusLike | None = None, *, poll_interval: float = 1.0,
-                 allowed_urls: AllowedURLs | None = None) -> None:
+                 allowed_urls: AllowedURLs | None = None,
+                 certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> None:
         """`poll_interval`: seconds between checks while a drain waits on pods;
-        `allowed_urls`: the API servers it may call (None: none)."""
+        `allowed_urls`: the API servers it may call (None: none);
+        `certificate_dirs`: where certificate/key files named by options may be."""
         super().__init__()
         self.bus = bus
         self.poll_interval = poll_interval
         self.allowed_urls = allowed_urls or AllowedURLs()
+        self.certificate_dirs = certificate_dirs
         self._managers: dict[str, tuple[str, Manager]] = {}
         self._lock = threading.Lock()
         self.expose("register_node", self.register_node)
@@ -119,7 +123,8 @@ class ContainerManagerService(Service):
             if cached is not None and cached[0] == digest:
                 return cached[1]
             manager = build_manager(name, type_name, options, poll_interval=self.poll_interval,
-                                    allowed=self.allowed_urls)
+                                    allowed=self.allowed_urls,
+                                    certificate_dirs=self.certificate_dirs)
             # The replaced client may still serve a call in flight; its session
             # and temporary files go when the last reference does.
             self._managers[name] = (digest, manager)
@@ -130,7 +135,13 @@ class ContainerManagerService(Service):
 
 def build_service(config: dict[str, Any], bus: BusLike) -> ContainerManagerService:
     """From the service's config file: `drain-poll-interval` (seconds, default 1) and
-    `allowed-urls` (default none; ValueError names a bad entry)."""
+    `allowed-urls` (default none; ValueError names a bad entry) and `certificate-dirs`
+    (default /etc/commissaire/containermgr)."""
+    dirs = config.get("certificate-dirs", list(DEFAULT_CERTIFICATE_DIRS))
+    if not isinstance(dirs, list) or not all(isinstance(d, str) and d.startswith("/")
+                                             for d in dirs):
+        raise ValueError("certificate-dirs: must be a list of absolute directory paths")
     return ContainerManagerService(
         bus, poll_interval=float(config.get("drain-poll-interval", 1.0)),
-        allowed_urls=AllowedURLs.from_setting(config.get("allowed-urls")))
+        allowed_urls=AllowedURLs.from_setting(config.get("allowed-urls")),
+        certificate_dirs=tuple(dirs))

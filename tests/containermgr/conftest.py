@@ -1,6 +1,7 @@
 """Fixtures: the Kubernetes stand-in over real HTTP, and a fake bus for storage.get."""
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -26,7 +27,9 @@ def bus() -> FakeBus:
 
 @pytest.fixture
 def service(bus: FakeBus) -> Iterator[ContainerManagerService]:
-    svc = ContainerManagerService(bus, poll_interval=0.05, allowed_urls=LOOPBACK)
+    # The TLS stand-in's certificates are made in a temporary directory.
+    svc = ContainerManagerService(bus, poll_interval=0.05, allowed_urls=LOOPBACK,
+                                  certificate_dirs=(tempfile.gettempdir(),))
     try:
         yield svc
     finally:

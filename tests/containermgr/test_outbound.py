@@ -302,3 +302,49 @@ def test_shipped_configs_allow_the_loopback_standin_only_where_meant(
     AllowedURLs.from_setting(example.get("allowed-urls"))  # parses
     assert LOOPBACK.entries  # the tests' setting is loopback only
     assert all(e.network is not None and e.network.is_loopback for e in LOOPBACK.entries)
+
+
+# -- files named by options ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option", ["certificate_authority", "client_certificate"])
+@pytest.mark.parametrize("path", ["/etc/passwd", "/etc/commissaire/etcd/client.key",
+                                  "/nonexistent/x.pem", "/tmp/../etc/shadow"])
+def test_files_outside_the_certificate_dirs_are_never_read(
+        bus: FakeBus, standin: KubeStandIn, tmp_path: Path, option: str, path: str) -> None:
+    """An API caller cannot make the service read (or present) a file of the controller,
+    nor learn whether one exists: one answer for all, before anything is opened."""
+    service = ContainerManagerService(bus, allowed_urls=LOOPBACK,
+                                      certificate_dirs=(str(tmp_path),))
+    try:
+        bus.add("k8s", "kubernetes", server_url=standin.url, **{option: path})
+        with pytest.raises(errors.ContainerManagerError) as caught:
+            service.get_node_status("k8s", NODE)
+        assert caught.value.description == (
+            f"container manager 'k8s': options.{option} must name a file under {tmp_path} "
+            "(the containermgr service's certificate-dirs setting)")
+        assert standin.requests == []
+    finally:
+        service.stop()
+
+
+def test_a_link_out_of_the_certificate_dirs_is_refused(bus: FakeBus, standin: KubeStandIn,
+                                                       tmp_path: Path) -> None:
+    (tmp_path / "ca.pem").symlink_to("/etc/passwd")
+    service = ContainerManagerService(bus, allowed_urls=LOOPBACK,
+                                      certificate_dirs=(str(tmp_path),))
+    try:
+        bus.add("k8s", "kubernetes", server_url=standin.url,
+                certificate_authority=str(tmp_path / "ca.pem"))
+        with pytest.raises(errors.ContainerManagerError, match="certificate-dirs"):
+            service.get_node_status("k8s", NODE)
+    finally:
+        service.stop()
+
+
+def test_certificate_dirs_setting() -> None:
+    assert build_service({}, FakeBus()).certificate_dirs == ("/etc/commissaire/containermgr",)
+    assert build_service({"certificate-dirs": ["/srv/k8s"]}, FakeBus()).certificate_dirs == \
+        ("/srv/k8s",)
+    with pytest.raises(ValueError, match="certificate-dirs"):
+        build_service({"certificate-dirs": ["relative"]}, FakeBus())

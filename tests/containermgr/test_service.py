@@ -304,7 +304,8 @@ def test_bad_options_are_validation_errors(service: ContainerManagerService,
         service.get_node_status("k8s", NODE)
     bus.add("k8s", "kubernetes", server_url="https://127.0.0.1:1",
             certificate_authority="/nonexistent/ca.crt")
-    with pytest.raises(errors.ContainerManagerError, match="certificate_authority"):
+    with pytest.raises(errors.ContainerManagerError,
+                       match="options.certificate_authority must name a file under"):
         service.get_node_status("k8s", NODE)
 
 

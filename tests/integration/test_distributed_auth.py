@@ -50,8 +50,12 @@ def test_the_bus_without_credentials_gets_nothing_and_shows_no_password(
     caplog.set_level(logging.DEBUG)
     exchange = f"auth-{time.monotonic_ns()}"
     seen: list[str] = []
-    server = BusServer(redis_server.url, exchange, "storage", ["storage.*"],
-                       lambda method, params, context: seen.append(method) or {"ok": 1})
+
+    def dispatch(method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        seen.append(method)
+        return {"ok": 1}
+
+    server = BusServer(redis_server.url, exchange, "storage", ["storage.*"], dispatch)
     server.start()
     assert server.ready.wait(10)
     wrong = redis_server.url.replace(redis_server.password, "guessed-password-123")
@@ -122,7 +126,9 @@ def test_etcd_refuses_clients_without_a_certificate(etcd_server: EtcdServer) -> 
         no_cert.get("hosts/x")
     no_cert.close()
     with_cert = EtcdStoreHandler(etcd_server.url, prefix=f"/auth-{time.monotonic_ns()}/",
-                                 **options)
+                                 certificate_ca_path=options["certificate_ca_path"],
+                                 certificate_path=options["certificate_path"],
+                                 certificate_key_path=options["certificate_key_path"])
     assert with_cert.commit(Txn(puts=[("a", {"v": 1})]))
     with_cert.close()
 
@@ -153,6 +159,7 @@ def test_the_distributed_stack_runs_authenticated() -> None:
         assert _refused_by_redis(stack.redis.anonymous_url)
         with socket.create_connection(("127.0.0.1", stack.etcd.port), timeout=5):
             pass  # etcd listens...
+        assert stack.etcd.pki is not None
         with requests.Session() as raw:
             raw.trust_env = False
             with pytest.raises(requests.exceptions.SSLError):  # ...but not to us

@@ -80,7 +80,8 @@ class _Server:
         except BaseException:
             self.stop()
             raise
-        logger.info("%s started (pid %s) at %s", self.binary, self.proc.pid, self.url)
+        assert self.proc is not None
+        logger.info("%s started (pid %s) at %s", self.binary, self.proc.pid, self.shown_url)
         return self
 
     def _spawn(self) -> None:
@@ -137,6 +138,11 @@ class _Server:
     @property
     def url(self) -> str:
         raise NotImplementedError
+
+    @property
+    def shown_url(self) -> str:
+        """`url` as logs may show it (no password)."""
+        return self.url
 
     def __enter__(self) -> Any:
         return self.start()
@@ -298,3 +304,7 @@ class RedisServer(_Server):
     def anonymous_url(self) -> str:
         """The same server without credentials (refused)."""
         return self._url("")
+
+    @property
+    def shown_url(self) -> str:
+        return self._url(f"{quote(self.user, safe='')}:**@")

@@ -99,6 +99,13 @@ def test_an_address_that_is_no_host_name_is_refused(address: str, spy: Spy) -> N
 
 # -- the remote temporary directory ----------------------------------------------------
 
+@pytest.mark.parametrize("address", ["127.0.0.1", "::1", "fe80::1", "host.example.com",
+                                     "host.example.com."])
+def test_ip_addresses_and_dns_names_are_host_names(address: str, spy: Spy) -> None:
+    result = runner.run_playbook("restart.yml", [runner.Target(address, KEY, host_key=HOST_KEY)])
+    assert len(spy.calls) == 1 and result.hosts[address].outcome == runner.OK
+
+
 def test_the_remote_temporary_directory_is_ansibles_per_user_default(spy: Spy) -> None:
     runner.run_playbook("restart.yml", [runner.Target("127.0.0.1", KEY, host_key=HOST_KEY)])
     remote_tmp = spy.calls[0]["envvars"]["ANSIBLE_REMOTE_TMP"]
@@ -208,3 +215,18 @@ def test_services_remove_stale_run_dirs_when_they_start(service: str, tmp_path: 
         assert not stale.exists()
     finally:
         svc.stop()
+
+
+def test_a_killed_owner_not_yet_reaped_counts_as_dead(tmp_path: Path) -> None:
+    """A zombie still answers kill(pid, 0); a container's init may never reap it."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        deadline = time.monotonic() + 10
+        while runner._process_stat(child.pid)[0] != "Z" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert runner._process_stat(child.pid)[0] == "Z"
+        stale = make_dir(tmp_path, f"commissaire-run-{child.pid}-"
+                                   f"{runner._process_start(child.pid)}-zzz")
+        assert runner.remove_stale_run_dirs(str(tmp_path)) == [str(stale)]
+    finally:
+        child.wait()

@@ -63,10 +63,11 @@ def test_each_service_gets_its_own_setting_in_one_process() -> None:
     """The all-in-one builds every service in one process: a confined service must
     stay confined whatever another service's setting is (a module global did not)."""
     bus: Any = _Bus()
-    confined = builders.build_clusterexec({"ssh-allowed-networks": ["127.0.0.0/8"]}, bus)
-    free = builders.build_clusterexec({}, bus)
+    confined: Any = builders.build_clusterexec({"ssh-allowed-networks": ["127.0.0.0/8"]}, bus)
+    free: Any = builders.build_clusterexec({}, bus)
     watcher = builders.WatcherService(bus, start=False, reach=LAB_ONLY)
-    investigator = builders.build_investigator({"ssh-allowed-networks": ["10.0.0.0/8"]}, bus)
+    investigator: Any = builders.build_investigator({"ssh-allowed-networks": ["10.0.0.0/8"]},
+                                                    bus)
     try:
         assert "outside the networks" in confined.settings.ssh.reach.refusal("192.0.2.1")
         assert free.settings.ssh.reach.refusal("192.0.2.1") == ""
