@@ -33,8 +33,9 @@ CA_PATH = "/var/lib/commissaire/ca.pem"
 LOG_PATH = "/var/log/commissaire-register.log"
 METADATA_URL = "http://169.254.169.254/latest"
 ADDRESS_SOURCES = ("auto", "metadata", "interface", "connection")
-_PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_ADDRESS = re.compile(r"^[0-9A-Za-z.:-]+$")
+# Matched in full (fullmatch): a "$" would let a trailing newline into the cloud-config.
+_PLAIN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_ADDRESS = re.compile(r"[0-9A-Za-z.:-]+")
 
 
 def _usage(message: str) -> CommctlError:
@@ -59,13 +60,13 @@ class Registration:
         if not self.endpoints:
             raise _usage("user-data needs an endpoint (-e URL)")
         for url in self.endpoints:
-            if not re.match(r"^https?://[^\s\"'\\]+$", url):
+            if not re.fullmatch(r"https?://[^\s\"'\\]+", url):
                 raise _usage(f"endpoint {url!r} must be an http:// or https:// URL")
-        if self.cluster and not _PLAIN.match(self.cluster):
+        if self.cluster and not _PLAIN.fullmatch(self.cluster):
             raise _usage(f"cluster {self.cluster!r} is not a valid name")
-        if not _PLAIN.match(self.remote_user):
+        if not _PLAIN.fullmatch(self.remote_user):
             raise _usage(f"remote user {self.remote_user!r} is not a plain user name")
-        if self.address_source not in ADDRESS_SOURCES and not _ADDRESS.match(self.address_source):
+        if self.address_source not in ADDRESS_SOURCES and not _ADDRESS.fullmatch(self.address_source):
             raise _usage("--address-source must be auto, metadata, interface, connection "
                          "or an address")
         if not self.ssh_priv_key.strip():

@@ -406,7 +406,7 @@ class ContainerManagerConfig(Model):
     read_only_fields = ("uid",)
     # Options that are credentials: encrypted at rest, hidden from GET.
     secret_options: ClassVar[tuple[str, ...]] = ("token",)
-    _kube_options = {
+    _options = {
         **_object_schema({
             "server_url": {**_URL, "description": "the API server: " + _URL["description"]},
             "apiserver": {**_URL, "description": "the seed's name of server_url"},
@@ -421,7 +421,6 @@ class ContainerManagerConfig(Model):
             "client_key": _ABS_PATH,
             "request_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
         }),
-        "anyOf": [{"required": ["server_url"]}, {"required": ["apiserver"]}],
         "dependentRequired": {"client_key": ["client_certificate"]},
     }
     input_schema = {
@@ -429,13 +428,13 @@ class ContainerManagerConfig(Model):
             {"name": {**NAME_SCHEMA, "readOnly": True,
                       "description": _ECHOED_KEY.format("name")},
              "type": {"enum": list(CONTAINER_MANAGER_TYPES)},
-             "options": {"type": "object"}},
+             "options": _options},
             required=("type",), read_only=read_only_fields),
-        # kubernetes/openshift need the API server's URL; trivial takes no options.
+        # kubernetes/openshift need the API server's URL (trivial uses no option).
         "if": {"properties": {"type": {"enum": ["kubernetes", "openshift"]}}},
-        "then": {"properties": {"options": _kube_options}, "required": ["options"]},
-        "else": {"properties": {"options": {"type": "object", "maxProperties": 0,
-                                            "description": "empty: trivial takes no options"}}},
+        "then": {"properties": {"options": {
+            "anyOf": [{"required": ["server_url"]}, {"required": ["apiserver"]}]}},
+            "required": ["options"]},
     }
 
     def validate(self) -> None:

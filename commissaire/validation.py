@@ -173,14 +173,35 @@ def _parse_float(text: str) -> Any:
     return int(value) if value.is_integer() else value
 
 
+class _DuplicateKey(ValueError):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object, refused when a key repeats: the last one would silently win, and
+    another JSON parser (a proxy, a log reader) may keep the first."""
+    data: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in data:
+            raise _DuplicateKey(key)
+        data[key] = value
+    return data
+
+
 def loads(raw: bytes | str) -> Any:
-    """Parse a request body: finite numbers only, at most MAX_DEPTH levels deep.
+    """Parse a request body: finite numbers only, no repeated keys, at most MAX_DEPTH
+    levels deep.
 
     A failure is a 400 (BadJSON or ValidationError naming the field), never a
     RecursionError or a NaN that would later be echoed as invalid JSON.
     """
     try:
-        data = json.loads(raw, parse_constant=_NonFinite, parse_float=_parse_float)
+        data = json.loads(raw, parse_constant=_NonFinite, parse_float=_parse_float,
+                          object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise ValidationError("is given twice", field=exc.key[:64]) from None
     except RecursionError:
         raise BadJSON(f"the request body nests deeper than {MAX_DEPTH} levels") from None
     except (ValueError, UnicodeDecodeError) as exc:

@@ -31,7 +31,7 @@ class Hosts(Resource):
         self.page_limit = page_limit
         # What the query may hold: parsed with parse_query, shown in the document.
         self.query = {
-            "cluster": {**NAME_SCHEMA, "description": "only the hosts of this cluster"},
+            "cluster": NAME_SCHEMA,
             "status": {"enum": list(HOST_STATUSES), "type": "string"},
             "limit": {"type": "integer", "minimum": 1, "maximum": page_limit},
             "offset": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET},

@@ -20,7 +20,6 @@ from commissaire_service.storage.repository import Repository
 from commissaire_service.storage.service import StorageService
 from tests.unit.fakes import DirectBus, HandlerSet, ReversibleBox
 
-
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPARE6ac8xw4DRZIZbTl2vPviLudsVLMZ69Kgp+KFyqJ"
 
 

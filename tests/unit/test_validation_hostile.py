@@ -247,8 +247,11 @@ def test_container_manager_good_options(client: testing.TestClient) -> None:
         "certificate_authority": pem, "request_timeout": 2.5,
         "client_certificate": "/etc/pki/c.pem", "client_key": "/etc/pki/c.key"}}
     assert put(client, "/api/v0/containermanager/k", body).status_code == 201
+    # trivial calls nothing, but its options are still typed.
     assert put(client, "/api/v0/containermanager/t", {"type": "trivial", "options": {"x": 1}}
-               ).json["error"]["field"] == "options"
+               ).json["error"]["field"] == "options.x"
+    assert put(client, "/api/v0/containermanager/t", {"type": "trivial", "options": {
+        "server_url": "https://127.0.0.1:6443\n"}}).json["error"]["field"] == "options.server_url"
 
 
 @pytest.mark.parametrize(("raw", "field"), [
@@ -349,3 +352,24 @@ def test_errors_never_hold_non_finite_numbers() -> None:
         assert getattr(caught.value, "field", None) in ("a", "a.1.b")
     assert not any(isinstance(v, float) and not math.isfinite(v)
                    for v in validation.loads('{"a": 1.5, "b": -0.0}').values())
+
+
+@pytest.mark.parametrize("changes", [{"cluster": "prod\n"}, {"remote_user": "root\n"},
+                                     {"address_source": "10.0.0.1\n"},
+                                     {"endpoints": ["https://c.example:8000\n"]}])
+def test_commctl_user_data_matches_in_full(changes: dict[str, Any]) -> None:
+    from commctl.exitstatus import CommctlError
+    from commctl.userdata import Registration
+
+    registration = Registration(**{"endpoints": ["https://c.example:8000"],
+                                   "ssh_priv_key": b"key\n", **changes})
+    with pytest.raises(CommctlError):
+        registration.check()
+
+
+def test_repeated_keys_are_refused(client: testing.TestClient, store: DictStore) -> None:
+    # With the last key winning, a proxy that checks the first would see another body.
+    assert_refused(client, store, "/api/v0/cluster/c1",
+                   '{"network": "default", "network": "other"}', "network")
+    assert_refused(client, store, "/api/v0/network/n1",
+                   '{"options": {"flannel_key": "/a", "flannel_key": "/b"}}', "flannel_key")
