@@ -59,3 +59,18 @@ class Reach:
 
 #: No restriction: the default of `ssh-allowed-networks`.
 ANYWHERE = Reach()
+
+
+def unreachable_reason(address: str, port: int) -> str:
+    """What API callers see when SSH gets no usable answer. The same words whether
+    the port refused, timed out, reset or spoke something else: a reason that
+    told them apart would make host registration a port scanner of any network
+    the service may reach. The detail belongs in the service's log."""
+    return (f"cannot reach {address}:{port} over SSH: no SSH server answered "
+            "(refused, timed out or not SSH; the service's log has the detail)")
+
+
+def log_safe(text: object, limit: int = 300) -> str:
+    """Text from a host or a network peer as one bounded log line (no newlines)."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[:limit] + "..."

@@ -15,7 +15,7 @@ from typing import Any
 
 import asyncssh
 
-from commissaire.reach import ANYWHERE, Reach
+from commissaire.reach import ANYWHERE, Reach, log_safe, unreachable_reason
 from commissaire.secrets import ExpiringCache
 
 logger = logging.getLogger(__name__)
@@ -143,9 +143,9 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
         return ProbeResult(AUTH_FAILED, f"SSH authentication as {target.user} on "
                                         f"{target.address} failed: the private key was refused")
     except (TimeoutError, OSError, asyncssh.Error) as exc:
-        reason = str(exc) or type(exc).__name__
-        return ProbeResult(UNREACHABLE,
-                           f"cannot reach {target.address}:{target.port} over SSH: {reason}")
+        logger.info("SSH to %s:%s failed: %s", target.address, target.port,
+                    log_safe(str(exc) or type(exc).__name__))
+        return ProbeResult(UNREACHABLE, unreachable_reason(target.address, target.port))
 
 
 async def probe_many(targets: Iterable[ProbeTarget], concurrency: int = 50,

@@ -22,18 +22,13 @@ from commissaire.models import (
 )
 from commissaire_http.authentication import build_auth_middleware
 from commissaire_http.limits import BodyLimit
-from commissaire_http.resources import clusters, hosts, openapi, records, status
+from commissaire_http.resources import clusters, hosts, openapi, records, shapes, status
 from commissaire_http.resources.base import Bus
 
 logger = logging.getLogger(__name__)
 
 API = "/api/v0"
 OPENAPI_PATH = f"{API}/openapi.json"
-
-
-_OBJECT: dict[str, Any] = {"type": "object"}
-_NAMES: dict[str, Any] = {"type": "array", "items": {"type": "string"}}
-_LIST: dict[str, Any] = {"type": "array"}
 
 
 def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
@@ -45,21 +40,26 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
     table, so it says what the server checks.
     """
     def op(model: type[ClusterOperation]) -> dict[str, Any]:
+        progress = shapes.operation(model.done_list)
+        if model is ClusterDeploy:
+            progress = {**progress, "properties": {**progress["properties"],
+                                                   "version": {"type": "string"}}}
         return {
             "GET": {"summary": f"Progress of the cluster's {model.operation}",
-                    "returns": _OBJECT},
+                    "returns": progress},
             "PUT": {"summary": f"Start a {model.operation} (409 while one runs)",
-                    "body": model.input_schema, "returns": _OBJECT,
+                    "body": model.input_schema, "returns": progress,
                     "body_required": bool(model.input_schema.get("required")),
                     "ok": {"201": "Started"}},
-            "DELETE": {"summary": f"Abort the running {model.operation}", "returns": _OBJECT},
+            "DELETE": {"summary": f"Abort the running {model.operation} (its progress "
+                       "stays readable, status aborted)", "returns": progress},
         }
 
-    def named(model: type[Model], what: str) -> dict[str, Any]:
+    def named(model: type[Model], what: str, shape: dict[str, Any]) -> dict[str, Any]:
         return {
-            "GET": {"summary": f"Get a {what}", "returns": _OBJECT},
+            "GET": {"summary": f"Get a {what}", "returns": shape},
             "PUT": {"summary": f"Create a {what} (identical re-PUT: 200; different: 409)",
-                    "body": model.input_schema, "returns": _OBJECT,
+                    "body": model.input_schema, "returns": shape,
                     "body_required": bool(model.input_schema.get("required")),
                     "ok": {"201": "Created", "200": "Already exists"}},
             "DELETE": {"summary": f"Delete a {what}", "returns": {}},
@@ -69,48 +69,49 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
     table = [
         {"path": f"{API}/status", "tag": "status", "resource": status.Status(bus),
          "methods": {"GET": {"summary": "Health of server, bus, store and services",
-                             "returns": _OBJECT,
+                             "returns": shapes.STATUS,
                              # The health document, also when the essentials are down.
                              "ok": {"200": "Serving", "503": "Bus, storage or store down"}}}},
         {"path": f"{API}/hosts", "tag": "hosts", "resource": host_list,
          "methods": {"GET": {"summary": "List hosts (filter and page)",
-                             "query": host_list.query, "returns": _LIST,
+                             "query": host_list.query, "returns": shapes.HOSTS,
                              "headers": {"X-Total-Count": True, "Link": False}}}},
         {"path": f"{API}/host", "tag": "hosts",
          "resource": hosts.SelfRegister(bus, config.trusted_proxies),
          "methods": {"PUT": {"summary": "A host registers itself (address from the connection)",
                              "body": hosts.SELF_REGISTER_SCHEMA, "body_required": True,
-                             "returns": _OBJECT,
+                             "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}}}},
         {"path": f"{API}/host/{{address}}", "tag": "hosts", "resource": hosts.HostRecord(bus),
-         "methods": {"GET": {"summary": "Get a host", "returns": _OBJECT},
+         "methods": {"GET": {"summary": "Get a host", "returns": shapes.HOST},
                      "PUT": {"summary": "Create a host", "body": Host.input_schema,
-                             "body_required": True, "returns": _OBJECT,
+                             "body_required": True, "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}},
                      "DELETE": {"summary": "Delete a host (leaves its cluster)", "returns": {}}}},
         {"path": f"{API}/host/{{address}}/creds", "tag": "hosts",
          "resource": hosts.HostCreds(bus),
-         "methods": {"GET": {"summary": "The host's SSH credentials", "returns": _OBJECT}}},
+         "methods": {"GET": {"summary": "The host's SSH credentials",
+                             "returns": shapes.CREDS}}},
         {"path": f"{API}/host/{{address}}/status", "tag": "hosts",
          "resource": hosts.HostStatus(bus),
          "methods": {"GET": {"summary": "Host and container manager status",
-                             "returns": _OBJECT}}},
+                             "returns": shapes.HOST_STATUS}}},
         {"path": f"{API}/clusters", "tag": "clusters",
          "resource": records.RecordNames(bus, Cluster),
-         "methods": {"GET": {"summary": "Names of all clusters", "returns": _NAMES}}},
+         "methods": {"GET": {"summary": "Names of all clusters", "returns": shapes.NAMES}}},
         {"path": f"{API}/cluster/{{name}}", "tag": "clusters",
-         "resource": records.Record(bus, Cluster), "methods": named(Cluster, "cluster")},
+         "resource": records.Record(bus, Cluster), "methods": named(Cluster, "cluster", shapes.CLUSTER)},
         {"path": f"{API}/cluster/{{name}}/hosts", "tag": "clusters",
          "resource": clusters.ClusterMembers(bus),
-         "methods": {"GET": {"summary": "Member addresses", "returns": _NAMES},
+         "methods": {"GET": {"summary": "Member addresses", "returns": shapes.NAMES},
                      "PUT": {"summary": "Replace members if 'old' is current (else 409)",
                              "body": clusters.MEMBERS_SCHEMA, "body_required": True,
-                             "returns": _NAMES}}},
+                             "returns": shapes.NAMES}}},
         {"path": f"{API}/cluster/{{name}}/hosts/{{address}}", "tag": "clusters",
          "resource": clusters.ClusterMember(bus),
-         "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": _NAMES},
-                     "PUT": {"summary": "Add a host (idempotent)", "returns": _NAMES},
-                     "DELETE": {"summary": "Remove a host (idempotent)", "returns": _NAMES}}},
+         "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": shapes.NAMES},
+                     "PUT": {"summary": "Add a host (idempotent)", "returns": shapes.NAMES},
+                     "DELETE": {"summary": "Remove a host (idempotent)", "returns": shapes.NAMES}}},
         {"path": f"{API}/cluster/{{name}}/restart", "tag": "operations",
          "resource": clusters.ClusterOperationResource(bus, ClusterRestart),
          "methods": op(ClusterRestart)},
@@ -122,19 +123,21 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
          "methods": op(ClusterDeploy)},
         {"path": f"{API}/networks", "tag": "networks",
          "resource": records.RecordNames(bus, Network),
-         "methods": {"GET": {"summary": "Names of all networks", "returns": _NAMES}}},
+         "methods": {"GET": {"summary": "Names of all networks", "returns": shapes.NAMES}}},
         {"path": f"{API}/network/{{name}}", "tag": "networks",
-         "resource": records.Record(bus, Network), "methods": named(Network, "network")},
+         "resource": records.Record(bus, Network), "methods": named(Network, "network", shapes.NETWORK)},
         {"path": f"{API}/containermanagers", "tag": "containermanagers",
          "resource": records.RecordNames(bus, ContainerManagerConfig),
-         "methods": {"GET": {"summary": "Names of all container managers", "returns": _NAMES}}},
+         "methods": {"GET": {"summary": "Names of all container managers", "returns": shapes.NAMES}}},
         {"path": f"{API}/containermanager/{{name}}", "tag": "containermanagers",
          "resource": records.Record(bus, ContainerManagerConfig),
-         "methods": named(ContainerManagerConfig, "container manager")},
+         "methods": named(ContainerManagerConfig, "container manager",
+                          shapes.CONTAINER_MANAGER)},
     ]
     table.append({"path": OPENAPI_PATH, "tag": "meta",
                   "resource": openapi.OpenAPI(table, open_paths(config)),
-                  "methods": {"GET": {"summary": "This document", "returns": _OBJECT}}})
+                  "methods": {"GET": {"summary": "This document",
+                                      "returns": {"type": "object"}}}})
     return table
 
 

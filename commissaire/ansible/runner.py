@@ -37,7 +37,7 @@ from typing import Any
 import ansible_runner
 import yaml
 
-from commissaire.reach import Reach
+from commissaire.reach import Reach, log_safe, unreachable_reason
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,8 @@ def classify_unreachable(message: str, target: Target) -> tuple[str, str]:
             f"SSH authentication as {target.user} on {target.address} failed: "
             "the private key was refused")
     detail = text.split("Failed to connect to the host via ssh:", 1)[-1].strip() or "no answer"
-    return UNREACHABLE, f"cannot reach {target.address}:{target.port} over SSH: {detail}"
+    logger.info("SSH to %s:%s failed: %s", target.address, target.port, log_safe(detail))
+    return UNREACHABLE, unreachable_reason(target.address, target.port)
 
 
 #: Called as on_ok(host, task_name, result) for every successful task.

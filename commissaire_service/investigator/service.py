@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import utcnow
+from commissaire.reach import log_safe, unreachable_reason
 from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
 from commissaire_service.investigator import facts as host_facts
 from commissaire_service.service import Service
@@ -171,12 +172,17 @@ class InvestigatorService(Service):
             self._fail(address, problem)
             return None
         port = int(host.get("ssh_port") or 22)
+        refused = self.ssh.reach.refusal(address)
+        if refused:  # outside ssh-allowed-networks: say so, in our words
+            self._fail(address, refused)
+            return None
         try:
             offered = asyncio.run(fetch_host_key(address, port, timeout=self.ssh.connect_timeout,
                                                  reach=self.ssh.reach))
         except (TimeoutError, OSError, Exception) as exc:  # noqa: B014
-            self._fail(address, f"cannot reach {address}:{port} over SSH: "
-                                f"{exc or type(exc).__name__}")
+            logger.info("fetching the host key of %s:%s failed: %s", address, port,
+                        log_safe(str(exc) or type(exc).__name__))
+            self._fail(address, unreachable_reason(address, port))
             return None
         pinned = host.get("ssh_host_key") or ""
         if pinned and pinned != offered:
