@@ -23,7 +23,7 @@ def read_json(req: falcon.Request) -> dict[str, Any] | None:
     400, and so are NaN/Infinity and nesting deeper than validation.MAX_DEPTH.
     """
     raw = req.bounded_stream.read()
-    if not raw or not raw.strip():
+    if not raw:  # no body; anything else, white space included, must be JSON
         return None
     body = validation.loads(raw)
     if not isinstance(body, dict):

@@ -373,3 +373,13 @@ def test_repeated_keys_are_refused(client: testing.TestClient, store: DictStore)
                    '{"network": "default", "network": "other"}', "network")
     assert_refused(client, store, "/api/v0/network/n1",
                    '{"options": {"flannel_key": "/a", "flannel_key": "/b"}}', "flannel_key")
+
+
+@pytest.mark.parametrize("body", ["\x0c", " ", "\n", "\x00"])
+def test_a_blank_body_is_not_an_empty_one(client: testing.TestClient, store: DictStore,
+                                          body: str) -> None:
+    put(client, "/api/v0/cluster/c1", {})
+    before = dict(store.data)
+    result = put(client, "/api/v0/cluster/c1/restart", body)
+    assert result.status_code == 400 and result.json["error"]["title"] == "Malformed JSON"
+    assert store.data == before
