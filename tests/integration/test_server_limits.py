@@ -156,6 +156,24 @@ def test_keep_alive_and_pipelining_still_work(stack: _Stack) -> None:
     assert answers.count(b"HTTP/1.1 200") == 5
 
 
+def test_a_slow_but_timely_client_and_expect_100_continue_are_served(stack: _Stack) -> None:
+    auth = base64.b64encode(":".join(stack.auth).encode()).decode()
+    head = (f"PUT /api/v0/cluster/slowpoke HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: 2\r\n"
+            "Expect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(_address(stack), timeout=10) as sock:
+        for i in range(0, len(head), 20):  # the head in pieces, well within the timeout
+            sock.sendall(head[i:i + 20])
+            time.sleep(0.05)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue")
+        sock.sendall(b"{}")
+        answer = b""
+        deadline = time.monotonic() + 10
+        while b"\r\n\r\n" not in answer and time.monotonic() < deadline:
+            answer += sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")

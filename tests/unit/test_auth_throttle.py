@@ -90,7 +90,7 @@ def test_an_unknown_user_costs_what_a_known_user_with_a_wrong_password_costs(
     unknown = _median_seconds(auth, "nobody", "wrong")
     # Without the dummy check an unknown user answers ~1000x faster.
     assert unknown >= 0.5 * known, (unknown, known)
-    assert unknown <= 2.0 * known, (unknown, known)
+    assert unknown <= 3.0 * known, (unknown, known)  # nor much slower: also an oracle
 
 
 def test_the_cache_answers_fast_only_for_the_password_that_was_verified(
