@@ -1,7 +1,6 @@
 """/api/v0/hosts, /host, /host/{address}, /host/{address}/creds, /host/{address}/status."""
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 
 import falcon
@@ -9,6 +8,7 @@ import falcon
 from commissaire import errors
 from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Host
 from commissaire.validation import check_schema, validate_address
+from commissaire_http.clientaddress import ClientAddress
 from commissaire_http.resources.base import Bus, Resource, parse_query, read_json, respond
 
 # A host registering itself may say which of its addresses to reach it on.
@@ -93,24 +93,7 @@ class SelfRegister(Resource):
 
     def __init__(self, bus: Bus, trusted_proxies: list[str]) -> None:
         super().__init__(bus)
-        self.trusted = [ipaddress.ip_network(p, strict=False) for p in trusted_proxies]
-
-    def _is_trusted(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in net for net in self.trusted)
-
-    def client_address(self, req: falcon.Request) -> str:
-        peer = req.remote_addr or ""
-        if self._is_trusted(peer):
-            hops = [h.strip() for h in req.get_header("X-Forwarded-For", default="").split(",")]
-            # The right-most hop not added by a trusted proxy is the client.
-            for hop in reversed([h for h in hops if h]):
-                if not self._is_trusted(hop):
-                    return hop
-        return peer
+        self.client_address = ClientAddress(trusted_proxies)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = read_json(req)
