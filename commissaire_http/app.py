@@ -206,8 +206,12 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
                           exc: falcon.HTTPError) -> None:
     """falcon's own errors (unknown route, wrong method) in our JSON shape."""
     resp.content_type = falcon.MEDIA_JSON
+    description = exc.description or exc.title
+    if exc.status_code == 405 and not exc.description:
+        allowed = (exc.headers or {}).get("Allow", "")
+        description = f"{req.method} is not served on {req.path}; it serves: {allowed}"
     resp.media = {"error": {"code": exc.status_code, "title": exc.title,
-                            "description": exc.description or exc.title}}
+                            "description": description}}
 
 
 def create_app(config: ServerConfig, bus: Bus) -> falcon.App:

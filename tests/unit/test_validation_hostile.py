@@ -331,6 +331,8 @@ def test_self_registration_path_serves_only_put(client: testing.TestClient) -> N
         assert result.status_code == 405, (method, result.text)
         assert set(result.headers["Allow"].replace(" ", "").split(",")) - {"OPTIONS"} == {"PUT"}
         assert result.json["error"]["code"] == 405
+        assert result.json["error"]["description"] == (
+            f"{method} is not served on /api/v0/host; it serves: {result.headers['Allow']}")
     options = client.simulate_options("/api/v0/host", headers=AUTH)
     assert set(options.headers["Allow"].replace(" ", "").split(",")) - {"OPTIONS"} == {"PUT"}
 
