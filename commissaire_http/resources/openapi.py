@@ -5,7 +5,7 @@ path parameters are described by the very JSON schemas the server validates them
 with (the models' `input_schema`, `NAME_SCHEMA`, `ADDRESS_SCHEMA`, ...), so the
 document cannot drift from what the server accepts. Every answer the server can
 give is listed, errors included (400 names the field; 401 with WWW-Authenticate;
-405 with Allow; 413; 429 and 503 with Retry-After; 504).
+405 with Allow; 413; 431; 429 and 503 with Retry-After; 504).
 """
 from __future__ import annotations
 
@@ -46,6 +46,7 @@ _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
             "network, container manager or storage source does not, or an operation runs",
             {}),
     "413": ("The request body is larger than the server's max-body-size (default 1 MiB)", {}),
+    "431": ("The request head (request line and headers) is larger than 64 KiB", {}),
     "429": ("Too many failed authentications from this client or for this user",
             {"Retry-After": _RETRY_AFTER}),
     "503": ("Store or bus unavailable", {"Retry-After": _RETRY_AFTER}),
