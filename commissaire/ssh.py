@@ -34,7 +34,7 @@ class ProbeTarget:
     private_key: str
     user: str = "root"
     port: int = 22
-    host_key: str = ""  # pinned "ssh-ed25519 AAAA..."; "" accepts any (first contact)
+    host_key: str = ""  # pinned "ssh-ed25519 AAAA..."; "" is refused (never probe unpinned)
 
     def __repr__(self) -> str:
         return f"ProbeTarget({self.user}@{self.address}:{self.port})"
@@ -119,8 +119,12 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
     refused = reach.refusal(target.address)
     if refused:
         return ProbeResult(UNREACHABLE, refused)
-    known: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] | None = (
-        ([_public_key(target.host_key)], [], []) if target.host_key else None)
+    if not target.host_key.strip():
+        # asyncssh with known_hosts=None accepts any host key: never probe so.
+        return ProbeResult(HOST_KEY_MISMATCH, f"no SSH host key is pinned for "
+                                              f"{target.address}; refusing to connect "
+                                              "(investigate the host again to pin its key)")
+    known = ([_public_key(target.host_key)], [], [])
     try:
         key = _private_key(target.private_key)
     except (asyncssh.KeyImportError, ValueError):

@@ -30,6 +30,10 @@ from commissaire_service.storage.main import build_storage_service
 logger = logging.getLogger(__name__)
 
 BUS_URI = "inproc://"
+#: Services whose calls may wait long (a store, SSH, a container manager's API
+#: server up to its request_timeout) get several consumers, as in the distributed
+#: mode: one slow container manager must not hold every other cluster's calls.
+_SHARED_WORK = ("storage", "investigator", "containermgr")
 
 
 def storage_config(data_dir: Path) -> dict[str, Any]:
@@ -55,7 +59,7 @@ def start_services(config: ServerConfig, bus: BusClient,
     servers = []
     for service in services:
         for server in bus_servers(service, BUS_URI, config.bus_exchange,
-                                  threads=4 if service.name in ("storage", "investigator") else 1):
+                                  threads=4 if service.name in _SHARED_WORK else 1):
             server.start()
             servers.append(server)
     for server in servers:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import uuid
 from typing import Any
 
@@ -170,12 +171,17 @@ class StrictQuery:
                     field=name[:64])
 
 
+_REQUEST_ID = re.compile(r"[A-Za-z0-9]{1,64}")
+
+
 class RequestId:
     """A request id that follows the request from the API through the bus into services."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         given = req.get_header("X-Request-ID") or ""
-        rid = given if given.isalnum() and len(given) <= 64 else uuid.uuid4().hex
+        # ASCII only: str.isalnum() is true for "²" and "é", which would be echoed
+        # into a header, the bus and every log line.
+        rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         req.context.request_id = rid
         resp.set_header("X-Request-ID", rid)
 

@@ -294,10 +294,15 @@ def test_entries_parse() -> None:
 def test_shipped_configs_allow_the_loopback_standin_only_where_meant(
         standin: KubeStandIn) -> None:
     allinone = json.loads((ROOT / "conf/allinone-services.json").read_text())
-    loopback = AllowedURLs.from_setting(allinone["containermgr"]["allowed-urls"])
-    loopback.check(standin.url, "k8s")
-    with pytest.raises(errors.ContainerManagerError):
-        loopback.check("https://192.0.2.1:6443", "k8s")
+    shipped = AllowedURLs.from_setting(allinone["containermgr"]["allowed-urls"])
+    # A Kubernetes API server on this machine's loopback, at its usual port: yes.
+    shipped.check("https://127.0.0.1:6443", "k8s")
+    # Anything else on loopback (the API itself, Redis, etcd, a plain-http
+    # stand-in) would receive the token: no. Nor any other network.
+    for url in (standin.url, "http://127.0.0.1:8000/api/v0", "https://127.0.0.1:2379",
+                "https://192.0.2.1:6443"):
+        with pytest.raises(errors.ContainerManagerError):
+            shipped.check(url, "k8s")
     example = json.loads((ROOT / "conf/containermgr.conf").read_text())
     AllowedURLs.from_setting(example.get("allowed-urls"))  # parses
     assert LOOPBACK.entries  # the tests' setting is loopback only

@@ -83,3 +83,11 @@ def test_ansible_unreachable_messages_hide_the_detail() -> None:
         "Failed to connect to the host via ssh: connect to host 192.0.2.7 port 2222: "
         "Connection timed out", target)
     assert refused == timed_out == (runner.UNREACHABLE, unreachable_reason("192.0.2.7", 2222))
+
+
+def test_a_probe_without_a_pinned_host_key_connects_nowhere(silent_port: int) -> None:
+    key = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    result = asyncio.run(ssh.probe(ssh.ProbeTarget("127.0.0.1", key, port=silent_port),
+                                   timeout=1.0))
+    assert result.outcome == ssh.HOST_KEY_MISMATCH
+    assert "no SSH host key is pinned" in result.message
