@@ -124,7 +124,8 @@ async def probe(target: ProbeTarget, timeout: float = 10.0,
         return ProbeResult(HOST_KEY_MISMATCH, f"no SSH host key is pinned for "
                                               f"{target.address}; refusing to connect "
                                               "(investigate the host again to pin its key)")
-    known = ([_public_key(target.host_key)], [], [])
+    known: tuple[list[asyncssh.SSHKey], list[asyncssh.SSHKey], list[asyncssh.SSHKey]] = (
+        [_public_key(target.host_key)], [], [])
     try:
         key = _private_key(target.private_key)
     except (asyncssh.KeyImportError, ValueError):

@@ -214,7 +214,7 @@ def _serialize_http_error(req: falcon.Request, resp: falcon.Response,
     resp.content_type = falcon.MEDIA_JSON
     description = exc.description or exc.title
     if exc.status_code == 405 and not exc.description:
-        allowed = (exc.headers or {}).get("Allow", "")
+        allowed = dict(exc.headers or {}).get("Allow", "")
         description = f"{req.method} is not served on {req.path}; it serves: {allowed}"
     resp.media = {"error": {"code": exc.status_code, "title": exc.title,
                             "description": description}}
