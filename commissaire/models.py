@@ -151,11 +151,8 @@ class Model:
 def _object_schema(properties: dict[str, Any], required: tuple[str, ...] = (),
                    read_only: tuple[str, ...] = ()) -> dict[str, Any]:
     """A closed object: only the listed fields. `read_only` fields are those a client
-    may echo back from a GET; the server ignores them. Not marked OpenAPI `readOnly`:
-    a fuzzer takes a readOnly field in a request as invalid, while the server (as
-    the seed's clients expect) accepts and ignores it; the document says what is
-    accepted."""
-    echoed = {name: {"description": "shown by GET; ignored on input"}
+    may echo back from a GET; the server ignores them (OpenAPI `readOnly`)."""
+    echoed = {name: {"readOnly": True, "description": "shown by GET; ignored on input"}
               for name in read_only if name not in properties}
     return {
         "type": "object",
@@ -227,9 +224,9 @@ class Host(Model):
             "source": string(f"(?:{STORE_SOURCE})?", description="the short name of a "
                              "configured storage handler, or empty for the default"),
             # The seed's curl walkthrough sends the address as "host".
-            "host": {**ADDRESS_SCHEMA,
+            "host": {**ADDRESS_SCHEMA, "readOnly": True,
                      "description": _ECHOED_KEY.format("address")},
-            "address": {**ADDRESS_SCHEMA,
+            "address": {**ADDRESS_SCHEMA, "readOnly": True,
                         "description": _ECHOED_KEY.format("address")},
         },
         required=("ssh_priv_key",),
@@ -316,7 +313,7 @@ class Cluster(Model):
     read_only_fields = ("status", "hosts", "hostset")
     input_schema = _object_schema(
         {
-            "name": {**NAME_SCHEMA, "description": _ECHOED_KEY.format("name")},
+            "name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
             "network": {**NAME_SCHEMA, "description": "the name of an existing network "
                         "(default: default)"},
             "container_manager": {
@@ -324,7 +321,7 @@ class Cluster(Model):
                 "description": "the name of an existing container manager; empty or null "
                 "for none"},
             # Removed in seed 0.1.0 in favour of container_manager; tolerated.
-            "type": {"description": "removed in 0.1.0; ignored"},
+            "type": {"readOnly": True, "description": "removed in 0.1.0; ignored"},
         },
         read_only=read_only_fields,
     )
@@ -382,7 +379,7 @@ class Network(Model):
     })
     input_schema = {
         **_object_schema(
-            {"name": {**NAME_SCHEMA,
+            {"name": {**NAME_SCHEMA, "readOnly": True,
                       "description": _ECHOED_KEY.format("name")},
              "type": {"enum": list(NETWORK_TYPES), "description": "default flannel_etcd"},
              "options": {"type": "object"}}),
@@ -428,7 +425,7 @@ class ContainerManagerConfig(Model):
     }
     input_schema = {
         **_object_schema(
-            {"name": {**NAME_SCHEMA,
+            {"name": {**NAME_SCHEMA, "readOnly": True,
                       "description": _ECHOED_KEY.format("name")},
              "type": {"enum": list(CONTAINER_MANAGER_TYPES)},
              "options": _options},
@@ -486,7 +483,7 @@ class ClusterOperation(Model):
         "drain_timeout": {"type": "integer", "minimum": 1, "maximum": 86400},
     }
     input_schema = _object_schema(
-        {"name": {**NAME_SCHEMA, "description": _ECHOED_KEY.format("name")},
+        {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
          **option_schemas},
         read_only=read_only_fields,
     )
@@ -525,7 +522,7 @@ class ClusterOperation(Model):
 def _operation_schema(done_list: str, extra: dict[str, Any] | None = None,
                       required: tuple[str, ...] = ()) -> dict[str, Any]:
     return _object_schema(
-        {"name": {**NAME_SCHEMA, "description": _ECHOED_KEY.format("name")},
+        {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
          **ClusterOperation.option_schemas, **(extra or {})},
         required=required, read_only=(*ClusterOperation.read_only_fields, done_list))
 

@@ -20,8 +20,13 @@ poller loop, without blocking:
   is dropped, so idle clients cannot keep new ones out; so it is when the bytes
   buffered for unfinished requests pass BUFFER_BUDGET (memory stays bounded).
 
-Threads write responses with a socket timeout of `read_timeout`, so a client
-that stops reading holds a thread for at most that long.
+Threads never wait on a client's socket for the response either: the thread
+writes it into memory (OutputBuffer) and the loop sends it without blocking as
+the socket becomes writable. A client that has not taken its whole response
+within `read_timeout` is closed; the next pipelined request on a connection is
+read only once its response is sent (one response in memory per connection);
+past OUTPUT_BUDGET of unsent output per worker, the connection with the oldest
+unsent output is dropped.
 """
 from __future__ import annotations
 
@@ -49,7 +54,48 @@ LINGER_SECONDS = 2.0  # how long a refused connection is drained so the client r
 LINGER_BYTES = 16 * 1024 * 1024
 SWEEP_INTERVAL = 0.25  # seconds between scans for expired connections
 BUFFER_BUDGET = 64 * 1024 * 1024  # bytes buffered for unfinished requests, per worker
+OUTPUT_BUDGET = 64 * 1024 * 1024  # bytes of responses not yet sent, per worker
+SEND_SIZE = 16 * 1024  # one TLS record; a retried TLS send repeats the same slice
 _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+
+
+class OutputBuffer:
+    """Stands in for the client's socket while a thread serves a request: what
+    gunicorn writes is kept in memory (our responses are bounded JSON), so the
+    thread never waits on a client that does not read; the loop sends it later.
+    Everything else (getpeercert for client-certificate auth, ...) goes to the
+    real socket. Closing it only marks the response as abandoned: the loop
+    closes the real socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.data = bytearray()
+        self.abandoned = False
+
+    def sendall(self, data: Any) -> None:
+        self.data += data
+
+    def send(self, data: Any) -> int:
+        self.data += data
+        return len(data)
+
+    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+        file.seek(offset)
+        data = file.read() if count is None else file.read(count)
+        self.data += data
+        return len(data)
+
+    def recv(self, size: int, *args: Any) -> bytes:
+        return b"" if self.abandoned else self.sock.recv(size, *args)
+
+    def shutdown(self, how: int) -> None:
+        self.abandoned = True
+
+    def close(self) -> None:
+        self.abandoned = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
 
 
 class GuardedConn(TConn):  # type: ignore[misc]
@@ -68,10 +114,14 @@ class GuardedConn(TConn):  # type: ignore[misc]
         self.watching = 0  # selector events registered for
         self.continue_sent = False
         self.closed = False
+        self.output: OutputBuffer | None = None  # the response the loop is sending
+        self.sent = 0
+        self.keepalive = False  # after the response is sent
 
     def init(self) -> None:
-        # Called by ThreadWorker.handle in the thread, after setblocking(True): the
-        # request is buffered already; the timeout bounds writing the response.
+        # Called by ThreadWorker.handle in the thread: the request is buffered
+        # already and the response goes to memory (OutputBuffer); the timeout is
+        # a backstop should gunicorn ever touch the real socket.
         self.initialized = True
         self.sock.settimeout(self.io_timeout)
 
@@ -85,6 +135,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.ssl_context = gsock.ssl_context(self.cfg) if self.cfg.is_ssl else None
         self._next_sweep = 0.0
         self.buffered = 0  # bytes held for requests still being read, all connections
+        self.writing: dict[GuardedConn, None] = {}  # oldest first
+        self.unsent = 0  # bytes of responses not yet sent, all connections
         super().init_process()  # runs the loop
 
     # -- accepting -------------------------------------------------------------
@@ -128,7 +180,11 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._advance(conn)
 
     def _on_event(self, conn: GuardedConn, _fileobj: Any) -> None:
-        if not conn.closed:
+        if conn.closed:
+            return
+        if conn.output is not None:
+            self._flush(conn)
+        else:
             self._advance(conn)
 
     def _watch(self, conn: GuardedConn, events: int) -> None:
@@ -294,6 +350,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._unwatch(conn)
         self.reading.pop(conn, None)
         self._release(conn)
+        self._release_output(conn)
         self.nr_conns -= 1
         conn.close()
 
@@ -305,14 +362,73 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         req._expected_100_continue = False
         return super().handle_request(req, conn)
 
+    def handle(self, conn: GuardedConn) -> Any:
+        """In a thread: serve the request with the response going to memory."""
+        real = conn.sock
+        conn.sock = output = OutputBuffer(real)
+        try:
+            return super().handle(conn)
+        finally:
+            conn.sock = real
+            conn.output = output
+
     def finish_request(self, conn: GuardedConn, fs: Any) -> None:
-        """Back in the loop after a thread served a request."""
+        """Back in the loop after a thread served a request: send its response."""
         try:
             keepalive = bool(fs.result()) if not fs.cancelled() else False
         except Exception:
             keepalive = False
         if conn.closed:
             return
+        output = conn.output
+        if output is None or output.abandoned:
+            self._drop(conn)
+            return
+        try:
+            conn.sock.setblocking(False)
+        except (OSError, ValueError):
+            self._drop(conn)
+            return
+        conn.keepalive, conn.sent = keepalive, 0
+        conn.deadline = time.monotonic() + self.read_timeout
+        self.writing[conn] = None
+        self.unsent += len(output.data)
+        while self.unsent > max(OUTPUT_BUDGET, 2 * len(output.data)) and self.writing:
+            oldest = next(iter(self.writing))
+            self.log.info("unsent responses over %d bytes: dropping a connection", OUTPUT_BUDGET)
+            self._drop(oldest)
+        if not conn.closed:
+            self._flush(conn)
+
+    def _release_output(self, conn: GuardedConn) -> None:
+        if conn.output is not None:
+            self.unsent -= len(conn.output.data) - conn.sent
+            conn.output = None
+        self.writing.pop(conn, None)
+
+    def _flush(self, conn: GuardedConn) -> None:
+        """Send what the socket takes now; once all is sent, go on with the connection."""
+        assert conn.output is not None
+        data = conn.output.data
+        try:
+            while conn.sent < len(data):
+                try:
+                    n = conn.sock.send(memoryview(data)[conn.sent:conn.sent + SEND_SIZE])
+                except (BlockingIOError, InterruptedError, ssl.SSLWantWriteError):
+                    self._watch(conn, selectors.EVENT_WRITE)
+                    return
+                except ssl.SSLWantReadError:
+                    self._watch(conn, selectors.EVENT_READ)
+                    return
+                conn.sent += n
+                self.unsent -= n
+        except (OSError, ValueError):
+            self._drop(conn)
+            return
+        self._release_output(conn)
+        self._after_response(conn, conn.keepalive)
+
+    def _after_response(self, conn: GuardedConn, keepalive: bool) -> None:
         if keepalive and self.alive:
             try:
                 # Bytes the client sent after the request (pipelining) start the next one.
@@ -340,6 +456,11 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             return
         self._next_sweep = now + SWEEP_INTERVAL
         for conn in [c for c in self.reading if c.deadline <= now or not self.alive]:
+            self._drop(conn)
+        for conn in [c for c in self.writing if c.deadline <= now]:
+            # A client that does not read is no error: one line, no traceback.
+            self.log.info("closing a connection from %s: its response was not read within "
+                          "%.0f s", conn.client, self.read_timeout)
             self._drop(conn)
         while self.nr_conns >= self.worker_connections and self.reading:
             self._drop(next(iter(self.reading)))

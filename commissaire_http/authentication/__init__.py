@@ -8,9 +8,13 @@ CommissaireError (400/403) when the credentials it was given are unusable. With 
 plugin configured every request is refused: an unconfigured server is closed.
 
 Failed authentications are throttled per client address and user name (see
-throttle.py): a throttled client gets 429 with Retry-After before any plugin
-runs, so guessing costs the server nothing. Self-auth paths match exactly (a
-trailing slash aside) and are open to anyone.
+throttle.py): a throttled client gets 429 with Retry-After before any costly
+check runs, so guessing costs the server nothing. Credentials a plugin already
+verified (`verified(req)`: a costless cache hit of the exact credentials) are
+admitted even from a throttled address: a guesser cannot get a hit without the
+password, and one bad client must not lock out its neighbours. Self-auth paths
+match exactly (one trailing slash aside, as the router strips) and are open to
+anyone.
 """
 from __future__ import annotations
 
@@ -41,6 +45,11 @@ class Authenticator:
         """The user name the request's credentials claim (unverified), for throttling."""
         return None
 
+    def verified(self, req: falcon.Request) -> bool:
+        """True when these exact credentials were verified before and that is known
+        at no cost (a cache hit). Such a request is admitted even when throttled."""
+        return False
+
 
 def load_plugin(entry: dict[str, Any]) -> Authenticator:
     options = {k: v for k, v in entry.items() if k != "name"}
@@ -66,7 +75,10 @@ def _refusal() -> errors.AuthenticationRequired:
 
 
 def _normal(path: str) -> str:
-    return path.rstrip("/") or "/"
+    """A configured self-auth path without one trailing slash, as falcon's
+    strip_url_path_trailing_slash gives req.path. rstrip("/") would also open
+    /api/v0/host// , which the router gives to /api/v0/host/{address}."""
+    return path[:-1] if len(path) > 1 and path.endswith("/") else path
 
 
 class AuthMiddleware:
@@ -81,10 +93,16 @@ class AuthMiddleware:
         self.client_address = client_address or ClientAddress([])
 
     def _skips(self, path: str) -> bool:
-        return _normal(path) in self.self_auths
+        # req.path as the router sees it: falcon already stripped one trailing slash
+        # (app.py turns that on); stripping again here would open more than it routes.
+        return path in self.self_auths
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if self._skips(req.path):
+            return
+        # A cache hit of credentials verified before costs nothing and cannot be
+        # had without the password: admit it even when the address is throttled.
+        if any(p.verified(req) for p in self.plugins):
             return
         address = self.client_address(req)
         claimed = {u for u in (p.claimed_user(req) for p in self.plugins) if u is not None}
@@ -101,6 +119,8 @@ class AuthMiddleware:
                 if plugin.authenticate(req):
                     self.throttle.success(address, claimed)
                     return
+            except errors.TooManyRequests:
+                raise  # busy (no check slot): nothing was checked, no failure counted
             except errors.CommissaireError as exc:
                 first_error = first_error or exc
         # Only requests that tried credentials count: a request without any is

@@ -11,17 +11,25 @@ against a dummy hash of the users' bcrypt cost, so it costs what a known one
 costs. The cache only answers fast for the exact user and password that were
 verified before, so a fast answer tells nothing to someone who does not already
 hold the password; failures are never cached.
+
+Bounded CPU: checks that are not cache hits (real or dummy bcrypt) run under a
+process-wide semaphore of max(1, cpu_count // 2) slots. A request that gets no
+slot within SLOT_WAIT seconds is answered 429 with Retry-After: 1, unchecked and
+not counted as a failure, so guesses from many addresses cannot starve the
+server; cache hits never wait for a slot.
 """
 from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import bcrypt
@@ -32,6 +40,9 @@ from commissaire.config import ConfigError
 from commissaire_http.authentication import Authenticator
 
 BCRYPT_MAX_BYTES = 72
+SLOT_WAIT = 0.5
+# Process-wide (all plugin instances): bcrypt holds a core for ~0.25 s per check.
+_SLOTS = threading.BoundedSemaphore(max(1, (os.cpu_count() or 2) // 2))
 CACHE_LIMIT = 4096
 DEFAULT_COST = 12
 
@@ -116,6 +127,25 @@ class HTTPBasicAuth(Authenticator):
             return None
         return decoded[0] if decoded else None
 
+    def _token(self, user: str, secret: bytes, record: dict[str, Any]) -> bytes:
+        return hmac.new(self._key, user.encode() + b"\0" + secret + b"\0"
+                        + record["hash"].encode(), hashlib.sha256).digest()
+
+    def verified(self, req: falcon.Request) -> bool:
+        """A cache hit: these exact credentials were verified before (no bcrypt)."""
+        decoded = self._decode(req)
+        if decoded is None:
+            return False
+        user, password = decoded
+        secret = password.encode("utf-8")
+        if len(secret) > BCRYPT_MAX_BYTES:
+            return False
+        try:
+            record = self._users().get(user)
+        except OSError:
+            return False
+        return record is not None and self._token(user, secret, record) in self._good
+
     def authenticate(self, req: falcon.Request) -> bool:
         decoded = self._decode(req)
         if decoded is None:
@@ -130,17 +160,18 @@ class HTTPBasicAuth(Authenticator):
         except OSError:
             return False
         if record is None:
-            self._check_dummy(secret)
+            with _slot():
+                self._check_dummy(secret)
             return False
-        token = hmac.new(self._key, user.encode() + b"\0" + secret + b"\0"
-                         + record["hash"].encode(), hashlib.sha256).digest()
+        token = self._token(user, secret, record)
         if token in self._good:
             return True
-        try:
-            ok = bcrypt.checkpw(secret, record["hash"].encode())
-        except ValueError:
-            self._check_dummy(secret)
-            return False
+        with _slot():
+            try:
+                ok = bcrypt.checkpw(secret, record["hash"].encode())
+            except ValueError:
+                self._check_dummy(secret)
+                return False
         if ok:
             with self._lock:
                 if len(self._good) >= CACHE_LIMIT:
@@ -151,6 +182,18 @@ class HTTPBasicAuth(Authenticator):
     def _check_dummy(self, secret: bytes) -> None:
         """Spend what a real check spends, for a name that has no usable hash."""
         bcrypt.checkpw(secret, self._dummy)
+
+
+@contextlib.contextmanager
+def _slot() -> Iterator[None]:
+    """A bcrypt slot, or 429 (Retry-After: 1) when none frees up within SLOT_WAIT."""
+    if not _SLOTS.acquire(timeout=SLOT_WAIT):
+        raise errors.TooManyRequests("the server is busy checking passwords; retry in 1 s",
+                                     retry_after=1)
+    try:
+        yield
+    finally:
+        _SLOTS.release()
 
 
 PluginClass = HTTPBasicAuth

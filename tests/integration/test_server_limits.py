@@ -174,6 +174,80 @@ def test_a_slow_but_timely_client_and_expect_100_continue_are_served(stack: _Sta
     assert answer.startswith(b"HTTP/1.1 201"), answer[:200]
 
 
+def _slow_readers(address: tuple[str, int], count: int = 10) -> list[socket.socket]:
+    """`count` connections that pipeline a large response 100 times and never read."""
+    request = b"GET /api/v0/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 100
+    socks = []
+    for _ in range(count):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.settimeout(5)
+        sock.connect(address)
+        sock.sendall(request)
+        socks.append(sock)
+    return socks
+
+
+def _closed_after_draining(sock: socket.socket) -> bool:
+    sock.settimeout(3)
+    try:
+        while sock.recv(1 << 20):
+            pass
+    except (ConnectionResetError, BrokenPipeError):
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_clients_that_do_not_read_do_not_delay_a_valid_request(stack: _Stack) -> None:
+    openapi = requests.get(f"{stack.base_url}/openapi.json", timeout=10)
+    assert openapi.status_code == 200 and len(openapi.content) > 100_000  # a large answer
+    # 10 non-readers took all 10 threads of a worker; 20 per worker (gunicorn's
+    # accepts spread them unevenly) leave none free anywhere without the fix.
+    readers = _slow_readers(_address(stack), count=20 * getattr(stack, "workers", 1))
+    try:
+        time.sleep(1.0)  # their responses fill the sockets and stall
+        for _ in range(3):
+            response, seconds = _timed_get(f"{stack.base_url}/hosts", auth=stack.auth)
+            assert response.status_code == 200, response.text
+            assert seconds < 1.0, f"a valid request took {seconds:.2f} s behind non-readers"
+        time.sleep(READ_TIMEOUT + 1.5)  # they are let go once their response is overdue
+        for sock in readers:
+            assert _closed_after_draining(sock), "a client that does not read was kept"
+    finally:
+        for sock in readers:
+            sock.close()
+
+
+def _all_answers(sock: socket.socket, within: float = 5.0) -> bytes:
+    sock.settimeout(within)
+    answers = b""
+    try:
+        while data := sock.recv(65536):
+            answers += data
+    except (TimeoutError, ConnectionResetError):
+        pass
+    return answers
+
+
+@pytest.mark.parametrize("line", [b"2;", b" 2 "])
+def test_a_chunk_line_gunicorn_refuses_gets_one_400_only(stack: _Stack, line: bytes) -> None:
+    auth = base64.b64encode(":".join(stack.auth).encode()).decode()
+    request = (f"PUT /api/v0/cluster/chunky HTTP/1.1\r\nHost: x\r\nAuthorization: Basic {auth}\r\n"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+               ).encode() + line + b"\r\n{}\r\n0\r\n\r\n"
+    with socket.create_connection(_address(stack), timeout=10) as sock:
+        sock.sendall(request)
+        answers = _all_answers(sock)
+    assert answers.count(b"HTTP/1.1 ") == 1, answers
+    assert answers.startswith(b"HTTP/1.1 400"), answers
+    body = answers.partition(b"\r\n\r\n")[2]
+    assert json.loads(body)["error"]["code"] == 400
+    assert requests.get(f"{stack.base_url}/cluster/chunky", auth=stack.auth,
+                        timeout=10).status_code == 404
+
+
 # -- TLS ---------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -247,3 +321,34 @@ def test_a_two_mib_body_over_tls_is_413(tls_server: dict[str, Any]) -> None:
                             cert=tls_server["operator"], verify=tls_server["ca"], timeout=30)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == 413
+
+
+def test_large_pipelined_responses_over_tls_reach_a_slow_reader(
+        tls_server: dict[str, Any]) -> None:
+    # The loop sends responses on a non-blocking TLS socket (SSLWantWrite): a client
+    # with a small window that reads slowly still gets every byte, in order.
+    context = ssl.create_default_context(cafile=tls_server["ca"])
+    context.load_cert_chain(tls_server["operator"])
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", tls_server["port"]))
+    with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+        sock.sendall(b"GET /api/v0/openapi.json HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+        time.sleep(0.5)  # the first response stalls on the full socket meanwhile
+        answers = b""
+        deadline = time.monotonic() + 20
+        bodies: list[bytes] = []
+        while len(bodies) < 3:
+            assert time.monotonic() < deadline, answers[:300]
+            answers += sock.recv(4096)
+            head, sep, rest = answers.partition(b"\r\n\r\n")
+            if not sep:
+                continue
+            assert head.startswith(b"HTTP/1.1 200"), head
+            length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+            if len(rest) >= length:
+                bodies.append(rest[:length])
+                answers = rest[length:]
+    for body in bodies:
+        assert json.loads(body)["openapi"].startswith("3.")

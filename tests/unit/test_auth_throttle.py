@@ -177,11 +177,12 @@ def test_behind_a_trusted_proxy_the_forwarded_client_is_throttled_not_the_proxy(
     assert c.simulate_get("/api/v0/x", headers={**basic("a", "a"),
                                                 "X-Forwarded-For": "192.0.2.21"},
                           remote_addr="10.0.0.1").status_code == 200
-    # A client talking directly cannot pick its address with the header.
+    # A client talking directly cannot pick its address with the header. (A wrong
+    # password: a:a is now verified, and verified credentials pass a throttle.)
     for _ in range(2):
         c.simulate_get("/api/v0/x", headers={**basic("a", "x"), "X-Forwarded-For": "192.0.2.30"},
                        remote_addr="192.0.2.31")
-    assert c.simulate_get("/api/v0/x", headers={**basic("a", "a"),
+    assert c.simulate_get("/api/v0/x", headers={**basic("a", "y"),
                                                 "X-Forwarded-For": "192.0.2.32"},
                           remote_addr="192.0.2.31").status_code == 429
 
@@ -212,5 +213,84 @@ def test_a_success_does_not_reset_the_address_counter(users_file: Path) -> None:
     assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
                           remote_addr="192.0.2.40").status_code == 200
     c.simulate_get("/api/v0/x", headers=basic("victim", "y"), remote_addr="192.0.2.40")
-    assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
+    # The address is throttled for anything that needs a bcrypt check...
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "guess"),
                           remote_addr="192.0.2.40").status_code == 429
+    assert c.simulate_get("/api/v0/x", headers=basic("victim", "z"),
+                          remote_addr="192.0.2.40").status_code == 429
+
+
+# -- F7: a bad neighbour does not lock out credentials verified before -------------------
+
+def test_credentials_verified_before_pass_a_throttled_address_guesses_do_not(
+        users_file: Path) -> None:
+    c = client([{"name": BASIC, "filepath": str(users_file)}], limit=3)
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
+                          remote_addr="192.0.2.60").status_code == 200
+    for _ in range(3):  # a bad client at the same address (schemathesis' own probes)
+        c.simulate_get("/api/v0/x", headers=basic("a", "nope"), remote_addr="192.0.2.60")
+    for _ in range(3):
+        c.simulate_get("/api/v0/x", headers=basic("ghost", "nope"), remote_addr="192.0.2.60")
+    # The exact credentials verified before are a cache hit: admitted, address and user
+    # throttled or not.
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
+                          remote_addr="192.0.2.60").status_code == 200
+    # Anything that would need a bcrypt check is still 429, the right password
+    # included for a user whose cache entry is not there.
+    for creds in (basic("a", "b"), basic("ghost", "nope"), basic("a", "a ")):
+        result = c.simulate_get("/api/v0/x", headers=creds, remote_addr="192.0.2.60")
+        assert result.status_code == 429
+        assert int(result.headers["Retry-After"]) >= 1
+
+
+def test_a_cache_hit_is_not_a_prefix_or_case_variant_of_the_password(users_file: Path) -> None:
+    auth = HTTPBasicAuth(filepath=str(users_file))
+    assert auth.authenticate(testing.create_req(headers=basic("a", "a"))) is True
+    assert auth.verified(testing.create_req(headers=basic("a", "a"))) is True
+    for user, password in (("a", "A"), ("a", ""), ("a", "a\n"), ("A", "a"), ("b", "a")):
+        assert auth.verified(testing.create_req(headers=basic(user, password))) is False
+    assert auth.verified(testing.create_req(headers={"Authorization": "Basic !!!"})) is False
+
+
+# -- F5: uncached bcrypt checks are bounded process-wide ---------------------------------
+
+def test_a_check_without_a_free_slot_is_429_retry_after_1_and_no_failure(
+        users_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from commissaire_http.authentication import httpbasicauth
+    slots = threading.BoundedSemaphore(1)
+    monkeypatch.setattr(httpbasicauth, "_SLOTS", slots)
+    monkeypatch.setattr(httpbasicauth, "SLOT_WAIT", 0.05)
+    c = client([{"name": BASIC, "filepath": str(users_file)}], limit=2)
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
+                          remote_addr="192.0.2.70").status_code == 200
+    slots.acquire()  # every slot busy (another request's bcrypt)
+    try:
+        start = time.perf_counter()
+        for creds in (basic("a", "wrong"), basic("nobody", "x"), basic("a", "wrong")):
+            result = c.simulate_get("/api/v0/x", headers=creds, remote_addr="192.0.2.71")
+            assert result.status_code == 429
+            assert result.headers["Retry-After"] == "1"
+        # A cache hit never waits for a slot.
+        start = time.perf_counter()
+        assert c.simulate_get("/api/v0/x", headers=basic("a", "a"),
+                              remote_addr="192.0.2.70").status_code == 200
+        assert time.perf_counter() - start < 0.05
+    finally:
+        slots.release()
+    # Busy answers were not failures: with limit 2 the address still gets its checks.
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "wrong"),
+                          remote_addr="192.0.2.71").status_code == 401
+    assert c.simulate_get("/api/v0/x", headers=basic("a", "a "),
+                          remote_addr="192.0.2.71").status_code == 401
+
+
+# -- F8: self-auth paths match exactly, one trailing slash aside --------------------------
+
+@pytest.mark.parametrize("path", ["/api/v0/host//", "/api/v0//host", "/api/v0/host/x",
+                                  "/API/v0/host", "/api/v0/host///"])
+def test_only_the_self_auth_path_itself_skips_authentication(path: str) -> None:
+    c = client([], self_auths=["/api/v0/host"])
+    for method in ("GET", "DELETE", "PUT"):
+        assert c.simulate_request(method, path).status_code == 401, (method, path)

@@ -75,6 +75,23 @@ def test_ambiguous_or_malformed_framing_is_a_400(request_bytes: bytes) -> None:
     assert isinstance(outcome, errors.CommissaireError) and outcome.http_status == 400
 
 
+@pytest.mark.parametrize("line", [
+    b"2;", b" 2 ", b"2 ", b" 2", b"2;=x", b"2;a=", b"2;a b", b"2;\"q\"", b"0x2", b"+2",
+    b"2;a=\"x\rz\"", b"2;" + b"a" * 2000,
+])
+def test_chunk_lines_gunicorn_would_refuse_are_a_400(line: bytes) -> None:
+    # Else the app answers, then gunicorn's parser answers again (two responses).
+    outcome = examine(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + line + b"\r\n{}\r\n"
+                      b"0\r\n\r\n")
+    assert isinstance(outcome, errors.CommissaireError) and outcome.http_status == 400
+
+
+@pytest.mark.parametrize("line", [b"2", b"02", b"2;a", b"2 ;a=b", b"2; a = \"x y\";b"])
+def test_chunk_lines_gunicorn_accepts_are_framed(line: bytes) -> None:
+    assert examine(HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + line + b"\r\n{}\r\n"
+                   b"0\r\n\r\n") == COMPLETE
+
+
 def test_a_body_may_hold_bare_newlines() -> None:
     body = b'{\n "a": 1\n}'
     assert examine(HEAD + f"Content-Length: {len(body)}\r\n\r\n".encode() + body) == COMPLETE
