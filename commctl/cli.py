@@ -244,13 +244,14 @@ def _helper_commands(top: argparse._SubParsersAction) -> None:
                       help="public key(s) cloud-init authorizes for the remote user "
                            "(default: PRIVATE_KEY.pub when it exists)")
     leaf.add_argument("--ssh-port", type=port, help="SSH port of the hosts (default: 22)")
-    leaf.add_argument("--address-source", default="auto", metavar="SOURCE",
+    leaf.add_argument("--address-source", metavar="SOURCE",
                       help="how the host finds the address the server can reach it at: auto "
-                           "(default: metadata if it answers within 2 s, else interface), "
+                           "(metadata if it answers within 2 s, else interface; the default "
+                           "with credentials), "
                            "metadata (cloud metadata service: public-ipv4, then local-ipv4), "
                            "interface (source address of the route to the server), connection "
-                           "(let the server use the connection's address: no NAT), or an "
-                           "address")
+                           "(let the server use the connection's address: no NAT; the default "
+                           "and the only choice without credentials), or an address")
     leaf.add_argument("--ca-cert", metavar="FILE",
                       help="CA certificate the host checks an https endpoint against")
     leaf.add_argument("-C", "--cloud-init", metavar="FILE",

@@ -408,7 +408,8 @@ def userdata_command(ctx: Context, args: Args) -> int:
     registration = userdata.Registration(
         endpoints=args.endpoint or configured, ssh_priv_key=private_key,
         cluster=args.cluster or "", remote_user=args.remote_user, ssh_port=args.ssh_port,
-        authorization=authorization, address_source=args.address_source,
+        authorization=authorization,
+        address_source=args.address_source or ("auto" if authorization else "connection"),
         authorized_keys=keys, ca_cert=ca_cert)
     if args.script:
         text = userdata.script(registration)

@@ -74,6 +74,17 @@ class Registration:
         if b"PRIVATE KEY" not in self.ssh_priv_key:
             raise _usage("-s/--ssh-key-path must name a private key (the server logs in with "
                          "it); the public key goes to -a/--authorized-keys-path")
+        if not self.authorization:
+            # The server lets an anonymous host register only the address it connects
+            # from, into no cluster (else anyone could join a cluster, or aim the
+            # server's SSH anywhere): such user-data would fail at every boot.
+            if self.cluster:
+                raise _usage("-c/--cluster needs credentials (-u or --auth-from-config): the "
+                             "server refuses an anonymous registration that names its cluster")
+            if self.address_source != "connection":
+                raise _usage("without credentials (-u or --auth-from-config) the server takes "
+                             "the host's address from its connection: --address-source must "
+                             "be connection")
 
     def settings(self) -> dict[str, str]:
         """The script's settings (each can still be overridden from the environment)."""

@@ -14,7 +14,10 @@ verified (`verified(req)`: a costless cache hit of the exact credentials) are
 admitted even from a throttled address: a guesser cannot get a hit without the
 password, and one bad client must not lock out its neighbours. Self-auth paths
 match exactly (one trailing slash aside, as the router strips) and are open to
-anyone.
+anyone without credentials; a request there that sends credentials has them
+checked like anywhere else (bad ones are a 401, not a quiet downgrade).
+`req.context.authenticated` tells a resource which it got: an anonymous
+self-registration may not choose its cluster or address (hosts.SelfRegister).
 """
 from __future__ import annotations
 
@@ -74,7 +77,7 @@ def _refusal() -> errors.AuthenticationRequired:
     return exc
 
 
-def _normal(path: str) -> str:
+def self_auth_path(path: str) -> str:
     """A configured self-auth path without one trailing slash, as falcon's
     strip_url_path_trailing_slash gives req.path. rstrip("/") would also open
     /api/v0/host// , which the router gives to /api/v0/host/{address}."""
@@ -88,7 +91,7 @@ class AuthMiddleware:
         self.plugins = plugins
         # Exact paths only: a prefix would also open every path below it
         # (e.g. /api/v0/host would open /api/v0/host/{address}/creds).
-        self.self_auths = frozenset(_normal(p) for p in self_auths)
+        self.self_auths = frozenset(self_auth_path(p) for p in self_auths)
         self.throttle = throttle or FailureThrottle()
         self.client_address = client_address or ClientAddress([])
 
@@ -98,8 +101,28 @@ class AuthMiddleware:
         return path in self.self_auths
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if self._skips(req.path):
+        req.context.authenticated = False
+        if self._skips(req.path) and req.get_header("Authorization") is None:
+            # Anonymous on a self-auth path. A client certificate (no header) is
+            # still worth checking: it lets the resource grant what anonymity may not.
+            req.context.authenticated = self._admits_quietly(req)
             return
+        self._authenticate(req)
+        req.context.authenticated = True
+
+    def _admits_quietly(self, req: falcon.Request) -> bool:
+        """Whether a plugin admits this header-less request; refusals are not errors
+        here (the path is open) and count as no failure."""
+        for plugin in self.plugins:
+            try:
+                if plugin.authenticate(req):
+                    return True
+            except errors.CommissaireError:
+                continue
+        return False
+
+    def _authenticate(self, req: falcon.Request) -> None:
+        """Admit the request or raise 401/403/429."""
         # A cache hit of credentials verified before costs nothing and cannot be
         # had without the password: admit it even when the address is throttled.
         if any(p.verified(req) for p in self.plugins):

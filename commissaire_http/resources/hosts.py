@@ -89,6 +89,13 @@ class SelfRegister(Resource):
     Behind a proxy, the address is taken from X-Forwarded-For only when the peer is
     a configured trusted proxy. A host that knows its own reachable address (a
     cloud host behind NAT) says so with "address" in the body.
+
+    The path is usually a self-auth path (open to anyone). An anonymous caller
+    registers only the address it connects from, into no cluster: naming a cluster
+    would have the controller hand that cluster's container manager token to any
+    machine on the network, and naming an address would send the controller's SSH
+    to a machine of the caller's choosing. Both need credentials (a 403 naming the
+    field otherwise); `commctl user-data` writes them into the user-data file.
     """
 
     def __init__(self, bus: Bus, trusted_proxies: list[str]) -> None:
@@ -100,6 +107,12 @@ class SelfRegister(Resource):
         if body is None:
             body = {}
         check_schema(SELF_REGISTER_SCHEMA, body)
+        if not req.context.get("authenticated", False):
+            for field in ("cluster", "address"):
+                if body.get(field):
+                    raise errors.Forbidden(
+                        f"{field}: an anonymous self-registration may not choose its "
+                        f"{field}; send credentials to register with a {field}")
         given = body.get("address")
         address = given if given else self.client_address(req)
         body = {k: v for k, v in body.items() if k != "address"}

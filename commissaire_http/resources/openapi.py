@@ -15,6 +15,7 @@ import falcon
 
 from commissaire import __version__
 from commissaire.models import ADDRESS_SCHEMA, NAME_SCHEMA
+from commissaire_http.authentication import self_auth_path
 
 # The path parameters of the route table and what each must be.
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {"name": NAME_SCHEMA, "address": ADDRESS_SCHEMA}
@@ -52,12 +53,11 @@ _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
     "503": ("Store or bus unavailable", {"Retry-After": _RETRY_AFTER}),
     "504": ("A service did not answer in time", {}),
 }
-_NO_AUTH = ("401", "429")
 
 
 def _is_open(path: str, self_auths: list[str]) -> bool:
-    """Self-auth paths are open to anyone (exact paths, a trailing slash aside)."""
-    return path.rstrip("/") in {p.rstrip("/") for p in self_auths}
+    """Self-auth paths are open to anyone, matched as the auth middleware does."""
+    return self_auth_path(path) in {self_auth_path(p) for p in self_auths}
 
 
 def _json(schema: dict[str, Any]) -> dict[str, Any]:
@@ -84,13 +84,15 @@ def _operation(route: dict[str, Any], doc: dict[str, Any], open_path: bool) -> d
         op["responses"][code] = {"description": text, "headers": dict(headers),
                                  "content": _json(doc.get("returns", {}))}
     for code, (text, extra) in _ERRORS.items():
-        if code in op["responses"] or (open_path and code in _NO_AUTH):
+        if code in op["responses"]:
             continue
         op["responses"][code] = {"description": text,
                                  "headers": {"X-Request-ID": _REQUEST_ID, **extra},
                                  "content": _json({"$ref": "#/components/schemas/Error"})}
     if open_path:
-        op["security"] = []  # open to anyone: the server is configured so (--self-auth)
+        # Open to anyone (--self-auth), credentials optional: sent, they are checked
+        # like anywhere else (wrong is a 401) and may grant more (SelfRegister).
+        op["security"] = [{}, {"basic": []}]
     return op
 
 

@@ -93,7 +93,8 @@ def test_other_remote_user_gets_a_user_entry(commctl: Commctl, key_file: Path,
     pub.write_text("# operators\nssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA== a\n\n"
                    "ssh-rsa AAAAB3NzaC1yc2E= b\n")
     result = commctl("user-data", "-e", commctl.server.url, "-r", "admin", "-s", str(key_file),
-                     "-a", str(pub), "--ssh-port", "2222", "--address-source", "metadata")
+                     "-a", str(pub), "--ssh-port", "2222", "--address-source", "metadata",
+                     "-u", USER, "-p", PASSWORD)
     config = yaml.safe_load(result.out)
     assert "disable_root" not in config and "ssh_authorized_keys" not in config
     assert config["users"] == ["default", {
@@ -104,8 +105,26 @@ def test_other_remote_user_gets_a_user_entry(commctl: Commctl, key_file: Path,
     assert "setting COMMISSAIRE_REMOTE_USER admin" in script
     assert "setting COMMISSAIRE_SSH_PORT 2222" in script
     assert "setting COMMISSAIRE_ADDRESS_SOURCE metadata" in script
-    assert "setting COMMISSAIRE_AUTHORIZATION ''" in script  # no -u: no credentials
     check_schema(result.out, tmp_path)
+
+
+def test_without_credentials_the_host_registers_by_its_connection_only(
+        commctl: Commctl, key_file: Path) -> None:
+    # The server refuses an anonymous registration that names its cluster or address,
+    # so user-data that would do so at every boot is refused here, before it is written.
+    plain = commctl("user-data", "-e", commctl.server.url, "-s", str(key_file))
+    assert plain.code == ExitStatus.OK, plain.err
+    script = register_script(yaml.safe_load(plain.out))
+    assert "setting COMMISSAIRE_AUTHORIZATION ''" in script
+    assert "setting COMMISSAIRE_ADDRESS_SOURCE connection" in script
+    with_cluster = commctl("user-data", "-e", commctl.server.url, "-s", str(key_file),
+                           "-c", "c1")
+    assert with_cluster.code == ExitStatus.USAGE and "-c/--cluster needs credentials" in \
+        with_cluster.err
+    for source in ("auto", "metadata", "interface", "127.0.100.5"):
+        named = commctl("user-data", "-e", commctl.server.url, "-s", str(key_file),
+                        "--address-source", source)
+        assert named.code == ExitStatus.USAGE and "must be connection" in named.err, source
 
 
 def test_extends_a_given_cloud_config(commctl: Commctl, key_file: Path, tmp_path: Path) -> None:
