@@ -134,6 +134,14 @@ class PayloadTooLarge(CommissaireError):
     title = "Payload too large"
 
 
+class UnsupportedMediaType(CommissaireError):
+    """The request body is declared as something other than JSON."""
+
+    jsonrpc_code = -32015
+    http_status = 415
+    title = "Unsupported media type"
+
+
 class HeaderTooLarge(CommissaireError):
     """The request head (request line and headers) is larger than the server reads."""
 

@@ -16,15 +16,31 @@ class Bus(Protocol):
              timeout: float | None = None, request_id: str | None = None) -> Any: ...
 
 
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return True
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/")
+                                            and media.endswith("+json"))
+
+
 def read_json(req: falcon.Request) -> dict[str, Any] | None:
     """The request body, a JSON object; None when there is no body.
 
     Every body of this API is an object: anything else (JSON `null` included) is a
     400, and so are NaN/Infinity and nesting deeper than validation.MAX_DEPTH.
+
+    A body declared as anything but JSON is a 415: the seed asks clients for
+    application/json, and the types a browser may send cross-site without asking
+    (forms, text/plain) thereby never reach a handler. No Content-Type is taken as
+    JSON (scripts that omit it).
     """
     raw = req.bounded_stream.read()
     if not raw:  # no body; anything else, white space included, must be JSON
         return None
+    if not _is_json(req.content_type):
+        raise errors.UnsupportedMediaType(
+            "Content-Type: the request body must be application/json")
     body = validation.loads(raw)
     if not isinstance(body, dict):
         raise errors.ValidationError("the request body must be a JSON object")

@@ -47,6 +47,7 @@ _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
             "network, container manager or storage source does not, or an operation runs",
             {}),
     "413": ("The request body is larger than the server's max-body-size (default 1 MiB)", {}),
+    "415": ("The request body is declared (Content-Type) as something other than JSON", {}),
     "431": ("The request head (request line and headers) is larger than 64 KiB", {}),
     "429": ("Too many failed authentications from this client or for this user",
             {"Retry-After": _RETRY_AFTER}),

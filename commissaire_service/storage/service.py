@@ -14,6 +14,8 @@ stored before uids existed have uid "" (the legacy incarnation) until deleted.
 """
 from __future__ import annotations
 
+import hmac
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -52,6 +54,16 @@ _SIMPLE_KINDS = tuple(_IDENTITY)
 _HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
                       "status_reason", "host_key_fingerprint", "ssh_host_key", "ssh_port",
                       "bootstrapped")
+
+
+def _same_settings(existing: Model, new: Model, fields: tuple[str, ...]) -> bool:
+    """Whether a re-PUT repeats the stored settings. The options may hold a token:
+    compared in constant time, so the answer (200 or 409) confirms a whole guess at
+    most, never a guess's first characters."""
+    def canonical(record: Model) -> bytes:
+        return json.dumps([getattr(record, f) for f in fields], sort_keys=True,
+                          default=str).encode()
+    return hmac.compare_digest(canonical(existing), canonical(new))
 
 
 class _Stale(Exception):
@@ -173,7 +185,7 @@ class StorageService(_OperationLocks, Service):
         def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
             existing = current[(kind, new.key)]
             if existing is not None:
-                if all(getattr(existing, f) == getattr(new, f) for f in _IDENTITY[kind]):
+                if _same_settings(existing, new, _IDENTITY[kind]):
                     return {"created": False, "record": existing}
                 raise errors.Conflict(
                     f"{kind_label(kind)} {new.key!r} already exists with other settings; "

@@ -201,3 +201,28 @@ def test_openapi_lists_every_route(client: testing.TestClient) -> None:
     assert doc["openapi"].startswith("3.")
     assert "/api/v0/cluster/{name}/hosts/{address}" in doc["paths"]
     assert set(doc["paths"]["/api/v0/host/{address}"]) == {"get", "put", "delete"}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/plain;charset=UTF-8",
+                                          "application/x-www-form-urlencoded",
+                                          "multipart/form-data; boundary=x", "application/xml"])
+def test_a_body_declared_as_anything_but_json_is_refused(client: testing.TestClient,
+                                                         store: DictStore,
+                                                         content_type: str) -> None:
+    # What a browser may send cross-site without a preflight never reaches a handler.
+    before = dict(store.data)
+    result = put(client, "/api/v0/cluster/c1", {"network": "default"},
+                 headers={"Content-Type": content_type})
+    assert result.status_code == 415
+    assert "application/json" in result.json["error"]["description"]
+    assert store.data == before
+
+
+@pytest.mark.parametrize("content_type", [None, "application/json",
+                                          "Application/JSON; charset=utf-8",
+                                          "application/merge-patch+json"])
+def test_a_json_body_may_say_so_or_not(client: testing.TestClient,
+                                       content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert put(client, "/api/v0/cluster/c1", {"network": "default"},
+               headers=headers).status_code == 201
