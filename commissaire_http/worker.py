@@ -384,10 +384,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         if output is None or output.abandoned:
             self._drop(conn)
             return
-        try:
-            conn.sock.setblocking(False)
-        except (OSError, ValueError):
-            self._drop(conn)
+        if not self._nonblocking(conn):
             return
         conn.keepalive, conn.sent = keepalive, 0
         conn.deadline = time.monotonic() + self.read_timeout
@@ -428,21 +425,22 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self._release_output(conn)
         self._after_response(conn, conn.keepalive)
 
-    def _after_response(self, conn: GuardedConn, keepalive: bool) -> None:
-        if keepalive and self.alive:
-            try:
-                # Bytes the client sent after the request (pipelining) start the next one.
-                leftover = conn.parser.unreader.take_buffered()
-                conn.sock.setblocking(False)
-            except (OSError, ValueError):
-                self._drop(conn)
-                return
-            self._start_reading(conn, leftover, idle=True)
-            return
+    def _nonblocking(self, conn: GuardedConn) -> bool:
+        """The loop never waits on a socket: one that cannot say so is dropped."""
         try:
             conn.sock.setblocking(False)
         except (OSError, ValueError):
             self._drop(conn)
+            return False
+        return True
+
+    def _after_response(self, conn: GuardedConn, keepalive: bool) -> None:
+        if not self._nonblocking(conn):
+            return
+        if keepalive and self.alive:
+            # Bytes the client sent after the request (pipelining) start the next one.
+            leftover = conn.parser.unreader.take_buffered()
+            self._start_reading(conn, leftover, idle=True)
             return
         self._close_softly(conn)
 
