@@ -88,6 +88,10 @@ def _cluster_commands(top: argparse._SubParsersAction) -> None:
                       help="name of the network (default: default)")
     leaf.add_argument("-m", "--container-manager", metavar="NAME",
                       help="name of the container manager of the cluster's hosts")
+    leaf.add_argument("-r", "--container-runtime", metavar="RUNTIME",
+                      help="docker, containerd or cri-o (default: the OS profile's choice "
+                           "for the container manager; kubernetes: containerd or cri-o, "
+                           "openshift: cri-o)")
     leaf.add_argument("-t", "--type", help="ignored: replaced by --container-manager in API 0.1.0")
     leaf = _leaf(group, "delete", "delete clusters", commands.cluster_delete)
     leaf.add_argument("name", nargs="+", help="name of a cluster")

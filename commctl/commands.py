@@ -119,6 +119,8 @@ def cluster_create(ctx: Context, args: Args) -> int:
     body: dict[str, Any] = {"network": args.network}
     if args.container_manager:
         body["container_manager"] = args.container_manager
+    if args.container_runtime is not None:
+        body["container_runtime"] = args.container_runtime
     answer = ctx.client.put(path("cluster", args.name), body)
     ctx.show(answer.data, _stored("cluster", args.name, answer))
     return ExitStatus.OK
@@ -131,6 +133,8 @@ def cluster_delete(ctx: Context, args: Args) -> int:
 def _cluster_table(data: dict[str, Any]) -> str:
     hosts = data.get("hosts") or {}
     shown = {k: v for k, v in data.items() if k != "hosts"}
+    if shown.get("container_runtime") == "":
+        shown["container_runtime"] = "default (the OS profile's)"
     text = key_values(shown)
     if hosts:
         text += (f"\nhosts: {hosts.get('total', 0)} total, {hosts.get('available', 0)} "

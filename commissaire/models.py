@@ -43,6 +43,9 @@ OPERATION_STATUSES = ("in_process", "finished", "failed", "aborted")
 HOST_OPERATION_STATES = ("pending", "in_process", "done", "failed", "skipped")
 NETWORK_TYPES = ("flannel_etcd", "flannel_server")
 CONTAINER_MANAGER_TYPES = ("openshift", "kubernetes", "trivial")
+# The container runtime a cluster's hosts get; "" = the OS profile's default for the
+# cluster's container manager (playbooks/os/<os>.yml).
+CONTAINER_RUNTIMES = ("", "docker", "containerd", "cri-o")
 OS_TYPES = ("atomic", "rhel", "centos", "fedora", "debian", "ubuntu", "lab", "")
 
 
@@ -305,6 +308,8 @@ class Cluster(Model):
         "status": "ok",
         "network": "default",
         "container_manager": "",
+        # "" (stored before the field existed, or not given): the profile's default.
+        "container_runtime": "",
         "hosts": {"total": 0, "available": 0, "unavailable": 0},
         "hostset": [],
     }
@@ -320,6 +325,11 @@ class Cluster(Model):
                 "anyOf": [string(f"(?:{NAME})?"), {"type": "null"}],
                 "description": "the name of an existing container manager; empty or null "
                 "for none"},
+            "container_runtime": string(
+                "(?:" + "|".join(r for r in CONTAINER_RUNTIMES if r) + ")?",
+                description="docker, containerd or cri-o, or empty for the OS profile's "
+                "default; with a kubernetes container manager containerd or cri-o, with "
+                "openshift cri-o"),
             # Removed in seed 0.1.0 in favour of container_manager; tolerated.
             "type": {"readOnly": True, "description": "removed in 0.1.0; ignored"},
         },
@@ -341,6 +351,23 @@ class Cluster(Model):
             validate_name(self.container_manager, field="container_manager")
         elif self.container_manager != "":
             raise ValidationError("must be a name or empty", field="container_manager")
+        if self.container_runtime not in CONTAINER_RUNTIMES:
+            raise ValidationError("must be docker, containerd or cri-o, or empty for the OS "
+                                  "profile's default", field="container_runtime")
+
+    def check_runtime(self, manager_type: str) -> None:
+        """Whether the runtime suits the type of the cluster's container manager (known
+        only where both are read: the storage service, in the creating transaction).
+        Without a manager, or with `trivial`, any runtime does."""
+        runtime = self.container_runtime
+        if manager_type == "openshift" and runtime not in ("", "cri-o"):
+            raise ValidationError(
+                ("Kubernetes removed dockershim in 1.24, and " if runtime == "docker" else "")
+                + "OpenShift nodes run CRI-O only: use cri-o (or leave it empty)",
+                field="container_runtime")
+        if manager_type == "kubernetes" and runtime == "docker":
+            raise ValidationError("Kubernetes removed dockershim in 1.24: use containerd or "
+                                  "cri-o", field="container_runtime")
 
     def with_host_statuses(self, statuses: list[str]) -> Cluster:
         """Fill the computed fields from the statuses of the member hosts."""

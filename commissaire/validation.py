@@ -84,6 +84,19 @@ PERCENT = r"(?:100|[1-9][0-9]?)%"
 STORE_SOURCE = r"[a-z][a-z0-9_]{0,31}"
 # JSON request bodies nest at most this deep (objects and arrays).
 MAX_DEPTH = 32
+# Bootstrap settings (admin config; they reach package sources and files on hosts).
+KUBERNETES_MINOR = r"1\.[1-9][0-9]"  # a pkgs.k8s.io minor, as "1.35"
+RELEASE_VERSION = r"v[0-9]{1,4}\.[0-9]{1,4}\.[0-9]{1,4}"
+SHA256_HEX = r"[0-9A-Fa-f]{64}"
+PGP_FINGERPRINT = r"[0-9A-Fa-f]{40}"  # an OpenPGP v4 fingerprint, without spaces
+# An ASCII-armored OpenPGP public key (RFC 4880 6.2): armor headers of plain text
+# (Comment: ...), a blank line, base64 lines, an optional "=" CRC line. (Unbounded
+# repeats, bounded by the setting's length limit; each line ends at its newline.)
+PGP_PUBLIC_KEY = (r"-----BEGIN PGP PUBLIC KEY BLOCK-----\r?\n"
+                  r"(?:[A-Za-z][A-Za-z0-9-]{0,31}: [A-Za-z0-9 .,:@<>()/+_=-]{0,200}\r?\n)*"
+                  r"\r?\n(?:[A-Za-z0-9+/=]{1,80}\r?\n)+"
+                  r"-----END PGP PUBLIC KEY BLOCK-----(?:\r?\n)*")
+PGP_PUBLIC_KEY_MAX = 64 * 1024
 
 
 def anchored(pattern: str) -> str:
@@ -318,6 +331,8 @@ def _describe(error: SchemaError) -> str:
         return f"must have at most {error.validator_value} items"
     if kind == "maxProperties":
         return f"must have at most {error.validator_value} fields"
+    if kind == "minProperties":
+        return f"must have at least {error.validator_value} field(s)"
     if kind == "pattern":
         return "does not have the expected format"
     # Never echo the instance: it may be long or secret.

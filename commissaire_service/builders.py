@@ -2,6 +2,7 @@
 config file and a bus client: the one list both modes start from."""
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -12,8 +13,11 @@ from commissaire_service.clusterexec.executor import Settings
 from commissaire_service.clusterexec.service import ClusterExecService
 from commissaire_service.containermgr.service import build_service as build_containermgr
 from commissaire_service.investigator.service import InvestigatorService
+from commissaire_service.investigator.settings import BootstrapSettings
 from commissaire_service.service import Service
 from commissaire_service.watcher.service import WatcherService
+
+logger = logging.getLogger(__name__)
 
 
 def _reach(config: dict[str, Any]) -> Reach:
@@ -27,8 +31,11 @@ def _ssh(config: dict[str, Any]) -> SSHSettings:
 
 
 def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
+    # Checked before anything starts: a bad setting is a ConfigError naming it.
+    bootstrap = BootstrapSettings.from_config(config)
+    logger.info("bootstrap settings: %s", bootstrap.describe())
     return InvestigatorService(bus, batch_window=float(config.get("batch-window", 0.5)),
-                               ssh=_ssh(config))
+                               ssh=_ssh(config), bootstrap=bootstrap)
 
 
 def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:

@@ -9,6 +9,7 @@ from typing import Any
 
 from commissaire.models import (
     CLUSTER_STATUSES,
+    CONTAINER_RUNTIMES,
     HOST_OPERATION_STATES,
     HOST_STATUSES,
     NETWORK_TYPES,
@@ -46,6 +47,8 @@ NAMES = {"type": "array", "items": _STR}
 CLUSTER = _object({
     "name": _STR, "status": {"enum": list(CLUSTER_STATUSES)}, "network": _STR,
     "container_manager": _STR,
+    "container_runtime": {"enum": list(CONTAINER_RUNTIMES),
+                          "description": "empty: the OS profile's default"},
     "hosts": _object({"total": _INT, "available": _INT, "unavailable": _INT}),
 })
 NETWORK = _object({"name": _STR, "type": {"enum": list(NETWORK_TYPES)},

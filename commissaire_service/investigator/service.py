@@ -31,6 +31,7 @@ from commissaire.models import utcnow
 from commissaire.reach import log_safe, unreachable_reason
 from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
 from commissaire_service.investigator import facts as host_facts
+from commissaire_service.investigator.settings import BootstrapSettings
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
@@ -47,12 +48,15 @@ class InvestigatorService(Service):
     name = "investigator"
 
     def __init__(self, bus: Bus, batch_window: float = 0.5, max_batch: int = 200,
-                 ssh: runner.SSHSettings | None = None) -> None:
+                 ssh: runner.SSHSettings | None = None,
+                 bootstrap: BootstrapSettings | None = None) -> None:
         super().__init__()
         self.bus = bus
         self.batch_window = batch_window
         self.max_batch = max_batch
         self.ssh = ssh or runner.SSHSettings()
+        # Where the bootstrap gets components from (admin config, checked at start-up).
+        self.bootstrap = bootstrap or BootstrapSettings()
         self._queue: queue.Queue[str] = queue.Queue()
         self._stopping = threading.Event()
         # Why a host's facts were refused, while its run goes on (address -> reason).
@@ -198,12 +202,17 @@ class InvestigatorService(Service):
                              host_key=offered, hostvars=self._cluster_vars(address, host))
 
     def _cluster_vars(self, address: str, host: dict[str, Any]) -> dict[str, Any]:
-        """Bootstrap variables from the host's cluster, its network and container manager."""
+        """Bootstrap variables from the host's cluster, its network and container
+        manager, and the admin's bootstrap settings (mirrors, pins, keys)."""
         hostvars: dict[str, Any] = {"commissaire_bootstrap_ip": address,
-                                    "commissaire_cluster": host.get("cluster", "")}
+                                    "commissaire_cluster": host.get("cluster", ""),
+                                    "commissaire_container_runtime": "",
+                                    **self.bootstrap.hostvars()}
         if not host.get("cluster"):
             return hostvars
         cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": host["cluster"]})
+        # "" (or a cluster stored before the field): the OS profile's default.
+        hostvars["commissaire_container_runtime"] = cluster.get("container_runtime") or ""
         network = self.bus.call("storage.get", {"kind": "Network", "key": cluster["network"]})
         hostvars["commissaire_network_name"] = network["name"]
         hostvars["commissaire_network_type"] = network["type"]

@@ -46,7 +46,7 @@ Notify = Callable[[str, dict[str, Any]], None]
 
 # Fields whose equality makes a re-PUT idempotent rather than a conflict.
 _IDENTITY = {
-    "Cluster": ("network", "container_manager"),
+    "Cluster": ("network", "container_manager", "container_runtime"),
     "Network": ("type", "options"),
     "ContainerManagerConfig": ("type", "options"),
 }
@@ -184,6 +184,12 @@ class StorageService(_OperationLocks, Service):
 
         def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
             existing = current[(kind, new.key)]
+            if isinstance(new, Cluster) and new.container_manager:
+                # Enforced here, where the manager's type is read in the same
+                # transaction (the type of a manager in use cannot change).
+                manager = current[("ContainerManagerConfig", new.container_manager)]
+                if manager is not None:
+                    new.check_runtime(manager.type)
             if existing is not None:
                 if _same_settings(existing, new, _IDENTITY[kind]):
                     return {"created": False, "record": existing}

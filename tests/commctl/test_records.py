@@ -20,7 +20,7 @@ def test_cluster_lifecycle_table_and_json(commctl: Commctl) -> None:
 
     shown = commctl("-o", "json", "cluster", "get", "honeynut").json
     assert shown == {"name": "honeynut", "status": "ok", "network": "default",
-                     "container_manager": "",
+                     "container_manager": "", "container_runtime": "",
                      "hosts": {"total": 0, "available": 0, "unavailable": 0}}
     table = commctl("cluster", "get", "honeynut").out
     assert "name:" in table and "honeynut" in table

@@ -26,6 +26,7 @@ from ansible.template import is_trusted_as_template
 from commissaire.ansible import runner
 from commissaire_service.clusterexec.executor import Executor, Settings
 from commissaire_service.investigator.service import InvestigatorService
+from commissaire_service.investigator.settings import BootstrapSettings
 
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPARE6ac8xw4DRZIZbTl2vPviLudsVLMZ69Kgp+KFyqJ"
 
@@ -49,7 +50,8 @@ class HostileBus:
         params = params or {}
         v = self.value
         if method == "storage.get" and params["kind"] == "Cluster":
-            return {"name": params["key"], "network": v, "container_manager": v}
+            return {"name": params["key"], "network": v, "container_manager": v,
+                    "container_runtime": v}
         if method == "storage.get" and params["kind"] == "Network":
             return {"name": v, "type": self.network_type, "options": {
                 "address": v, "etcd_server_url": v, "flannel_key": v}}
@@ -72,6 +74,8 @@ def investigator_vars(value: str) -> dict[str, Any]:
     for network_type in ("flannel_server", value):  # any other type: flannel_etcd's vars
         svc = InvestigatorService.__new__(InvestigatorService)  # no worker thread
         svc.bus = HostileBus(value, network_type)
+        # Admin settings are checked at start-up; here as if they had not been.
+        svc.bootstrap = BootstrapSettings(kubernetes_minor=value, release_mirror=value)
         found.update(svc._cluster_vars("127.0.0.1", {"cluster": value}))
     return found
 
@@ -104,7 +108,9 @@ def test_the_variable_lists_are_what_the_code_passes() -> None:
     assert {"commissaire_flannel_key", "commissaire_etcd_server_url",
             "commissaire_flanneld_server", "commissaire_kubernetes_api_server_url",
             "commissaire_kubernetes_bearer_token", "commissaire_os",
-            "commissaire_network_name", "commissaire_cluster"} <= set(HOST_VARS)
+            "commissaire_network_name", "commissaire_cluster",
+            "commissaire_container_runtime", "commissaire_kubernetes_minor",
+            "commissaire_release_mirror"} <= set(HOST_VARS)
     assert EXTRA_VARS == ["commissaire_deploy_version", "commissaire_operation_id"]
 
 

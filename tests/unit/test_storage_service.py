@@ -47,7 +47,7 @@ def test_cluster_create_is_idempotent_and_conflicts_on_difference(svc: StorageSe
     first = svc.create("Cluster", {"name": "c1", "network": "default"})
     assert first["created"] is True
     assert first["record"] == {"name": "c1", "status": "ok", "network": "default",
-                               "container_manager": "",
+                               "container_manager": "", "container_runtime": "",
                                "hosts": {"total": 0, "available": 0, "unavailable": 0}}
     again = svc.create("Cluster", {"name": "c1", "network": "default"})
     assert again["created"] is False
