@@ -22,7 +22,7 @@ from commissaire.config import (
     read_json_file,
 )
 from commissaire.secrets import generate_key_file
-from commissaire_service.builders import BUILDERS
+from commissaire_service.builders import BUILDERS, check_services_config
 from commissaire_service.runner import bus_servers
 from commissaire_service.service import Service
 from commissaire_service.storage.main import build_storage_service
@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = load_server_config(args)
         services_config = read_json_file(args.services_config) if args.services_config else {}
+        check_services_config(services_config)
     except ConfigError as exc:
         print(f"commissaire-allinone: {exc}", file=sys.stderr)
         return 2

@@ -8,9 +8,11 @@ from typing import Any
 
 from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
+from commissaire.config import ConfigError
 from commissaire.reach import Reach
 from commissaire_service.clusterexec.executor import Settings
 from commissaire_service.clusterexec.service import ClusterExecService
+from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.service import build_service as build_containermgr
 from commissaire_service.investigator.service import InvestigatorService
 from commissaire_service.investigator.settings import BootstrapSettings
@@ -62,3 +64,23 @@ BUILDERS: dict[str, Callable[[dict[str, Any], BusClient], Service]] = {
     "clusterexec": build_clusterexec,
     "containermgr": build_containermgr,
 }
+
+
+def check_services_config(services: dict[str, Any]) -> None:
+    """Check every service's settings before anything starts (the all-in-one builds
+    its services inside the server's worker, where a bad setting would only be a
+    traceback); ConfigError names the service and the setting."""
+    for name, config in services.items():
+        if name not in BUILDERS:
+            raise ConfigError(f"{name}: not a service (services: {', '.join(BUILDERS)})")
+        if not isinstance(config, dict):
+            raise ConfigError(f"{name}: its settings must be a JSON object")
+        try:
+            if name == "investigator":
+                BootstrapSettings.from_config(config)
+            if name == "containermgr":
+                AllowedURLs.from_setting(config.get("allowed-urls"))
+            else:
+                _reach(config)
+        except ValueError as exc:  # ConfigError included
+            raise ConfigError(f"{name}: {exc}") from None
