@@ -10,8 +10,8 @@ Feature: Hosts made real over SSH, on lab hosts
     Then lab host 1 is "disassociated" within 120 seconds
     And the response shows the facts of lab host 1
     And the response field "bootstrapped" is "True"
-    And lab host 1 has the file "/etc/sysconfig/flanneld" containing "FLANNEL_ETCD"
-    And lab host 1 has the file "/etc/sysconfig/docker-network" containing "DOCKER_NETWORK_OPTIONS"
+    And lab host 1 has the file "/etc/sysconfig/flanneld" containing "FLANNELD_ETCD_PREFIX"
+    And lab host 1 has the file "/etc/systemd/system/docker.service.d/10-commissaire-flannel.conf" containing "--bip=${FLANNEL_SUBNET}"
     And lab host 1 was asked to run "apt-get install -y docker.io"
     And cluster "plain" lists lab host 1
 

@@ -95,7 +95,8 @@ def test_a_registered_host_is_investigated_and_bootstrapped(api: requests.Sessio
     # What bootstrap wrote inside the host, and only there.
     flannel = host.read_file("/etc/sysconfig/flanneld")
     assert "http://127.0.0.1:2379" in flannel
-    assert host.file_exists("/etc/sysconfig/docker-network")
+    assert "--bip=${FLANNEL_SUBNET}" in host.read_file(
+        "/etc/systemd/system/docker.service.d/10-commissaire-flannel.conf")
     installs = [" ".join(r["argv"]) for r in host.requests() if r["cmd"] == "apt-get"]
     assert any("docker.io" in i for i in installs) and any("flannel" in i for i in installs)
     status = api.get(url(api, f"/host/{host.address}/status")).json()
@@ -177,7 +178,7 @@ def test_a_host_in_a_kubernetes_cluster_becomes_an_active_node(
     active = wait_for(lambda: host_in(api, host.address, "active", "failed"), 120,
                       "host active")
     assert active["status"] == "active", active["status_reason"]
-    assert host.file_exists("/etc/kubernetes/config")
+    assert host.file_exists("/etc/systemd/system/kubelet.service.d/20-commissaire.conf")
     kubeconfig = host.read_file("/var/lib/kubelet/kubeconfig")
     assert kube.url in kubeconfig
     status = api.get(url(api, f"/host/{host.address}/status")).json()

@@ -9,12 +9,14 @@ behave features and benchmarks. Needs root.
 
     python -m tools.lab up --count 5          # one JSON line per host, until ^C
     python -m tools.lab build-base            # just build the cached base
+    python -m tools.lab up --count 1 --profile debian   # a real Debian 12 host
 
 What a lab host is
 ------------------
 * A Debian bookworm root filesystem (debootstrap minbase + openssh-server,
   python3, iproute2, procps), built once and cached in
-  ~/.cache/commissaire-lab/base-<hash> (tools/lab/base.py), shared read-only
+  ~/.cache/commissaire-lab/base-<hash> (base-debian-<hash> for the debian
+  profile; tools/lab/base.py), shared read-only
   by every host as the lower layer of the host's own overlayfs; what a host
   writes lands in its upper dir under the lab's work dir, never on the machine.
 * Its own mount, pid, uts and ipc namespaces and a chroot; the machine's
@@ -31,7 +33,23 @@ What a lab host is
   ``rpm-ostree upgrade``, ``atomic host upgrade``, ``dnf upgrade``, ``yum
   update`` and ``apt-get dist-upgrade`` set /var/lib/lab/pending_version (V,
   or the current version + ".1"), which becomes /var/lib/lab/version (first
-  "1.0") at the next boot; ``rpm-ostree status --json`` reports it.
+  "1.0") at the next boot; ``rpm-ostree status --json`` reports it. The
+  stand-in systemctl says every unit is loaded, enabled and active
+  (``is-active``, ``is-enabled``, ``show``).
+* Or the "debian" OS profile (``lab.start_hosts(n, profile="debian")``,
+  ``python -m tools.lab up --count N --profile debian``): a plain Debian 12
+  as a fresh cloud image (no /etc/commissaire-lab, so facts say os=debian,
+  version 12; empty apt lists) with Debian's own apt-get and dpkg, from the
+  same cached debootstrap. Only systemctl, reboot and shutdown are stand-ins
+  (no systemd in a chroot), and /usr/sbin/policy-rc.d (exit 101) keeps
+  package scripts from starting daemons. Its systemctl keeps unit state as
+  systemd would: units exist when their unit files do (else "Unit X.service
+  not found.", exit 5), enable/disable write and remove the [Install]
+  symlinks, and the active state and the unit file + drop-ins each unit was
+  (re)started with are kept per boot in /var/lib/lab/units.json
+  (``LabHost.units()``, ``LabHost.unit_state(unit)`` = ``systemctl show``);
+  a reboot makes the enabled units the active ones. Package sources for it
+  on loopback: tests/support/aptmirror.py.
 
 Boot ids
 --------

@@ -1,5 +1,6 @@
 """python -m tools.lab up --count N [--first 127.0.100.1] [--dir D] [--port 22] [--reboot-time 2]
-python -m tools.lab build-base
+                        [--profile lab|debian]
+python -m tools.lab build-base [--profile lab|debian]
 
 `up` prints one JSON line per host, {"address", "port", "private_key",
 "fingerprint"}, then stays in the foreground until SIGINT or SIGTERM and
@@ -12,7 +13,7 @@ import signal
 import sys
 import threading
 
-from tools.lab.base import ensure_base
+from tools.lab.base import PROFILES, ensure_base
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +25,15 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=22)
     up.add_argument("--dir", default=None, help="work dir (default: a temp dir)")
     up.add_argument("--reboot-time", type=float, default=2.0)
-    commands.add_parser("build-base", help="build the cached base root filesystem only")
+    build = commands.add_parser("build-base", help="build the cached base root filesystem only")
+    for command in (up, build):
+        command.add_argument("--profile", choices=PROFILES, default="lab",
+                             help="lab: stand-ins for everything (default); debian: a plain Debian 12 "
+                                  "with its real apt-get")
     args = parser.parse_args(argv)
 
     if args.command == "build-base":
-        print(ensure_base(log=lambda msg: print(msg, file=sys.stderr)))
+        print(ensure_base(log=lambda msg: print(msg, file=sys.stderr), profile=args.profile))
         return 0
 
     from tools.lab.lab import Lab
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     with Lab(workdir=args.dir, reboot_time=args.reboot_time) as lab:
-        for host in lab.start_hosts(args.count, first=args.first, port=args.port):
+        for host in lab.start_hosts(args.count, first=args.first, port=args.port, profile=args.profile):
             print(json.dumps({"address": host.address, "port": host.port, "private_key": lab.private_key_path,
                               "fingerprint": host.host_key_fingerprint()}), flush=True)
         while not done.wait(3600):

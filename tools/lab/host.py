@@ -101,8 +101,11 @@ def fingerprint(public_key_line: str) -> str:
 class LabHost:
     """A lab host. Create them with Lab.start_hosts(), not directly."""
 
-    def __init__(self, lab: Lab, address: str, port: int) -> None:
+    def __init__(self, lab: Lab, address: str, port: int, base: Path | None = None,
+                 profile: str = "lab") -> None:
         self.lab = lab
+        self.base = Path(lab.base if base is None else base)  # lower layer of its overlay
+        self.profile = profile
         self.address = address
         self.port = port
         self.hostname = "lab-" + address.replace(".", "-")
@@ -117,19 +120,19 @@ class LabHost:
         self._lock = threading.RLock()
 
     def __repr__(self) -> str:
-        return f"<LabHost {self.address}:{self.port} {'up' if self.is_up() else 'down'}>"
+        return f"<LabHost {self.address}:{self.port} {self.profile} {'up' if self.is_up() else 'down'}>"
 
     # -- creation / destruction (called by Lab) --------------------------------
 
     def _create(self) -> None:
         for d in (self._upper, self._work, self._merged):
             d.mkdir(parents=True)
-        if any(c in str(self.dir) + str(self.lab.base) for c in ",:"):
+        if any(c in str(self.dir) + str(self.base) for c in ",:"):
             raise LabError(f"overlayfs cannot take ',' or ':' in paths: {self.dir}")
         with open(self.log_path, "ab") as log:
             self._holder = self.lab._spawner.popen(
                 ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c", HOLDER_SCRIPT,
-                 "lab-holder", str(self.lab.base), str(self._upper), str(self._work), str(self._merged)],
+                 "lab-holder", str(self.base), str(self._upper), str(self._work), str(self._merged)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=ENV, close_fds=True)
         if not read_ready(self._holder):
             self._holder.wait()
@@ -310,6 +313,26 @@ class LabHost:
             return []
         # a line without its newline is still being written
         return [json.loads(line) for line in text.split("\n")[:-1] if line.strip()]
+
+    def units(self) -> dict[str, dict]:
+        """The debian profile's unit state (/var/lib/lab/units.json, kept by the
+        systemctl stand-in): unit id -> {"active", "since", "starts",
+        "restarts", "reloads", "loaded", "running"}, the last two {path: sha256}
+        of the unit file and drop-ins systemd would have loaded, and the ones
+        the running service was (re)started with. {} before any systemctl call."""
+        try:
+            return dict(json.loads(self.read_file(LAB_DIR + "/units.json"))["units"])
+        except FileNotFoundError:
+            return {}
+
+    def unit_state(self, unit: str) -> dict[str, str]:
+        """`systemctl show <unit>` of the host's stand-in, as a dict (LoadState,
+        ActiveState, SubState, UnitFileState, FragmentPath, DropInPaths,
+        NeedDaemonReload, ...). Not recorded in requests.jsonl. The host must be up."""
+        done = self.run(["env", "COMMISSAIRE_LAB_UNRECORDED=1", "systemctl", "show", unit])
+        if done.returncode != 0:
+            raise LabError(f"{self.address}: systemctl show {unit}: {done.stderr.strip()}")
+        return dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
 
     def host_key_fingerprint(self) -> str:
         """"SHA256:..." of the host's ed25519 host key."""

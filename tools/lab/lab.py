@@ -25,6 +25,10 @@ FORWARDER = Path(__file__).with_name("forward.py")
 TICK = 0.05  # the supervisor notices a reboot request, and powers hosts on, within this
 
 
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr)
+
+
 def _sweep_stale_workdirs() -> None:
     """Remove temp work dirs of labs whose process died without closing them.
     (Their processes and mounts died with them: see tools/lab/spawn.py.)"""
@@ -45,7 +49,8 @@ class Lab:
         if os.geteuid() != 0:
             raise LabError("a lab needs root (namespaces, mounts, chroot)")
         self.reboot_time = reboot_time
-        self.base = ensure_base(log=lambda msg: print(msg, file=sys.stderr))
+        self.base = ensure_base(log=_log)  # the lab profile's; see base_for()
+        self._bases = {"lab": self.base}
         addresses.sweep_stale()
         if workdir is None:
             _sweep_stale_workdirs()
@@ -82,13 +87,24 @@ class Lab:
 
     # -- hosts -----------------------------------------------------------------
 
-    def start_hosts(self, count: int, first: str | None = None, port: int = 22) -> list[LabHost]:
+    def base_for(self, profile: str) -> Path:
+        """The cached base of an OS profile ("lab" or "debian"), built once."""
+        with self._lock:
+            if profile not in self._bases:
+                self._bases[profile] = ensure_base(log=_log, profile=profile)
+            return self._bases[profile]
+
+    def start_hosts(self, count: int, first: str | None = None, port: int = 22,
+                    profile: str = "lab") -> list[LabHost]:
         """Create and boot `count` hosts in parallel; return once every sshd listens.
 
         first=None takes the first free addresses from 127.0.100.1 up (other labs
         may be running); an explicit first takes exactly first, first+1, ... and
         raises AddressInUse if one is taken. Addresses outside 127.0.0.0/8, or
-        127.0.0.1, raise ValueError."""
+        127.0.0.1, raise ValueError. profile: "lab" (stand-ins for everything,
+        facts say os=lab) or "debian" (a plain Debian 12 with its real apt-get;
+        see tools/lab/base.py)."""
+        base = self.base_for(profile)
         if first is None:
             chosen = addresses.claim_free(count, port)
         else:
@@ -97,7 +113,7 @@ class Lab:
         with self._lock:
             self._check_open()
             self._claims += [(a, port) for a in chosen]
-            new = [LabHost(self, address, port) for address in chosen]
+            new = [LabHost(self, address, port, base=base, profile=profile) for address in chosen]
             self.hosts += new
         with ThreadPoolExecutor(max_workers=min(32, max(1, count))) as pool:
             # creation is mostly waiting on small processes: overlap it
