@@ -116,3 +116,23 @@ class DirectBus:
 
     def notify(self, routing_key: str, params: dict[str, Any]) -> None:
         self.notifications.append((routing_key, json.loads(json.dumps(params))))
+
+
+def api_client(store: DictStore, users: dict[str, Any], **settings: Any) -> Any:
+    """The REST app with basic auth for `users`, the real storage service on `store`
+    and a direct bus; `settings` are further ServerConfig fields."""
+    from falcon import testing
+
+    from commissaire.config import ServerConfig
+    from commissaire_http.app import create_app
+    from commissaire_service.storage.repository import Repository
+    from commissaire_service.storage.service import StorageService
+
+    bus = DirectBus()
+    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
+    storage.ensure_default_network()
+    bus.services["storage"] = storage
+    config = ServerConfig(
+        authentication_plugins=[{"name": "commissaire_http.authentication.httpbasicauth",
+                                 "users": users}], **settings)
+    return testing.TestClient(create_app(config, bus))

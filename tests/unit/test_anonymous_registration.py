@@ -13,11 +13,7 @@ import bcrypt
 import pytest
 from falcon import testing
 
-from commissaire.config import ServerConfig
-from commissaire_http.app import create_app
-from commissaire_service.storage.repository import Repository
-from commissaire_service.storage.service import StorageService
-from tests.unit.fakes import DictStore, DirectBus, HandlerSet, ReversibleBox
+from tests.unit.fakes import DictStore, api_client
 
 USERS = {"reg": {"hash": bcrypt.hashpw(b"pw", bcrypt.gensalt(4)).decode()}}
 GOOD = {"Authorization": "Basic " + base64.b64encode(b"reg:pw").decode()}
@@ -32,15 +28,7 @@ def store() -> DictStore:
 
 @pytest.fixture
 def client(store: DictStore) -> testing.TestClient:
-    bus = DirectBus()
-    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
-    storage.ensure_default_network()
-    bus.services["storage"] = storage
-    config = ServerConfig(
-        authentication_plugins=[{"name": "commissaire_http.authentication.httpbasicauth",
-                                 "users": USERS}],
-        self_auths=["/api/v0/host"])
-    app_client = testing.TestClient(create_app(config, bus))
+    app_client = api_client(store, USERS, self_auths=["/api/v0/host"])
     made = app_client.simulate_put("/api/v0/cluster/prod", body=json.dumps({}), headers=GOOD)
     assert made.status_code == 201
     return app_client

@@ -8,11 +8,7 @@ import bcrypt
 import pytest
 from falcon import testing
 
-from commissaire.config import ServerConfig
-from commissaire_http.app import create_app
-from commissaire_service.storage.repository import Repository
-from commissaire_service.storage.service import StorageService
-from tests.unit.fakes import DictStore, DirectBus, HandlerSet, ReversibleBox
+from tests.unit.fakes import DictStore, api_client
 
 USERS = {"a": {"hash": bcrypt.hashpw(b"a", bcrypt.gensalt(4)).decode()}}
 AUTH = {"Authorization": "Basic " + base64.b64encode(b"a:a").decode()}
@@ -26,16 +22,7 @@ def store() -> DictStore:
 
 @pytest.fixture
 def client(store: DictStore) -> testing.TestClient:
-    bus = DirectBus()
-    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
-    storage.ensure_default_network()
-    bus.services["storage"] = storage
-    config = ServerConfig(
-        authentication_plugins=[{"name": "commissaire_http.authentication.httpbasicauth",
-                                 "users": USERS}],
-        trusted_proxies=["127.0.0.2/32"],
-    )
-    return testing.TestClient(create_app(config, bus))
+    return api_client(store, USERS, trusted_proxies=["127.0.0.2/32"])
 
 
 def put(client: testing.TestClient, path: str, body: object = None, **kw) -> testing.Result:

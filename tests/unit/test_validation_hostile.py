@@ -13,11 +13,7 @@ from typing import Any
 import pytest
 from falcon import testing
 
-from commissaire.config import ServerConfig
-from commissaire_http.app import create_app
-from commissaire_service.storage.repository import Repository
-from commissaire_service.storage.service import StorageService
-from tests.unit.fakes import DictStore, DirectBus, HandlerSet, ReversibleBox
+from tests.unit.fakes import DictStore, api_client
 from tests.unit.test_api import AUTH, KEY, USERS, get, put
 
 TEMPLATE = "{{ lookup('pipe', 'id > /tmp/x') }}"
@@ -34,14 +30,7 @@ def store() -> DictStore:
 @pytest.fixture
 def client(store: DictStore) -> testing.TestClient:
     """As test_api.py's: the app, the real storage service, a direct bus."""
-    bus = DirectBus()
-    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
-    storage.ensure_default_network()
-    bus.services["storage"] = storage
-    config = ServerConfig(
-        authentication_plugins=[{"name": "commissaire_http.authentication.httpbasicauth",
-                                 "users": USERS}])
-    return testing.TestClient(create_app(config, bus))
+    return api_client(store, USERS)
 
 
 def strict_json(text: str) -> Any:
