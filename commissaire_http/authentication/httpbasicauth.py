@@ -131,13 +131,17 @@ class HTTPBasicAuth(Authenticator):
         return hmac.new(self._key, user.encode() + b"\0" + secret + b"\0"
                         + record["hash"].encode(), hashlib.sha256).digest()
 
+    def _credentials(self, req: falcon.Request) -> tuple[str, bytes] | None:
+        """The user name and the password's bytes, as bcrypt checks them."""
+        decoded = self._decode(req)
+        return None if decoded is None else (decoded[0], decoded[1].encode("utf-8"))
+
     def verified(self, req: falcon.Request) -> bool:
         """A cache hit: these exact credentials were verified before (no bcrypt)."""
-        decoded = self._decode(req)
-        if decoded is None:
+        credentials = self._credentials(req)
+        if credentials is None:
             return False
-        user, password = decoded
-        secret = password.encode("utf-8")
+        user, secret = credentials
         if len(secret) > BCRYPT_MAX_BYTES:
             return False
         try:
@@ -147,11 +151,10 @@ class HTTPBasicAuth(Authenticator):
         return record is not None and self._token(user, secret, record) in self._good
 
     def authenticate(self, req: falcon.Request) -> bool:
-        decoded = self._decode(req)
-        if decoded is None:
+        credentials = self._credentials(req)
+        if credentials is None:
             return False
-        user, password = decoded
-        secret = password.encode("utf-8")
+        user, secret = credentials
         if len(secret) > BCRYPT_MAX_BYTES:
             raise errors.ValidationError(f"password longer than {BCRYPT_MAX_BYTES} bytes cannot "
                                          "be checked (bcrypt limit)", field="Authorization")
