@@ -42,7 +42,7 @@ from commissaire.validation import (
 #: The package repositories a profile may install from (playbooks/vars/sources.yml).
 REPOSITORIES = ("kubernetes", "cri-o", "docker-ce")
 #: The release files a profile may fetch.
-RELEASES = ("flannel", "kube-proxy")
+RELEASES = ("flannel",)  # what the playbooks fetch as release files (sources.yml)
 #: Architectures as release files name them (Go's GOARCH), those the profiles
 #: bootstrap (playbooks/vars/profiles.yml, commissaire_arch_pattern).
 ARCHITECTURES = ("amd64", "arm64")
