@@ -31,6 +31,7 @@ from commissaire.models import utcnow
 from commissaire.reach import log_safe, unreachable_reason
 from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
 from commissaire_service.investigator import facts as host_facts
+from commissaire_service.investigator.changes import summarize
 from commissaire_service.investigator.settings import BootstrapSettings
 from commissaire_service.service import Service
 
@@ -61,6 +62,8 @@ class InvestigatorService(Service):
         self._stopping = threading.Event()
         # Why a host's facts were refused, while its run goes on (address -> reason).
         self._refused_facts: dict[str, str] = {}
+        # What each host's bootstrap changed, for the log line at its end.
+        self._changes: dict[str, str] = {}
         # Run dirs (with private keys) a killed predecessor left behind.
         runner.remove_stale_run_dirs()
         # address -> the incarnation (uid) being investigated; every update names it.
@@ -126,10 +129,12 @@ class InvestigatorService(Service):
                                         "investigator's log")
             for address in batch:
                 self._uids.pop(address, None)
+                self._changes.pop(address, None)
 
     def run_batch(self, addresses: list[str]) -> None:
         for address in addresses:
             self._refused_facts.pop(address, None)  # nothing left from an earlier run
+            self._changes.pop(address, None)
         # Host keys are fetched side by side: one after the other, 50 hosts waited
         # ~7 s (an SSH key exchange and three store calls each) before Ansible began.
         with ThreadPoolExecutor(max_workers=min(PREPARE_THREADS, len(addresses)),
@@ -239,6 +244,10 @@ class InvestigatorService(Service):
 
     def _on_task_ok(self, address: str, task: str, res: dict[str, Any]) -> None:
         """Record facts the moment they arrive, and move the host to bootstrapping."""
+        if task == "Record what the bootstrap changed":
+            changes = (res.get("ansible_facts") or {}).get("commissaire_bootstrap_changes")
+            self._changes[address] = summarize(changes)
+            return
         if task != "Record facts":
             return
         facts = (res.get("ansible_facts") or {}).get("commissaire_facts")
@@ -263,8 +272,11 @@ class InvestigatorService(Service):
                                            f"container manager {manager!r} failed: "
                                            f"{exc.description}")
                 return
-        self._update(target.address, {"status": status, "status_reason": reason,
-                                      "bootstrapped": True, "last_check": utcnow()})
+        if self._update(target.address, {"status": status, "status_reason": reason,
+                                         "bootstrapped": True, "last_check": utcnow()}):
+            # A second bootstrap says "nothing to change" here.
+            logger.info("host %s bootstrapped, %s: %s", target.address, status,
+                        self._changes.pop(target.address, "") or "no record of changes")
 
     def _fail(self, address: str, reason: str) -> None:
         logger.warning("host %s failed: %s", address, reason)

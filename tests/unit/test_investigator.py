@@ -28,9 +28,11 @@ HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPARE6ac8xw4DRZIZbTl2vPviLudsVLM
 class Recorder:
     """Stands in for commissaire.ansible.runner.run_playbook."""
 
-    def __init__(self, outcome: str = runner.OK, message: str = "") -> None:
+    def __init__(self, outcome: str = runner.OK, message: str = "",
+                 changes: dict[str, Any] | None = None) -> None:
         self.outcome = outcome
         self.message = message
+        self.changes = changes  # what the playbook's last step records, if anything
         self.runs: list[tuple[str, list[runner.Target]]] = []
 
     def __call__(self, playbook: str, targets: list[runner.Target], **kw: Any) -> runner.RunResult:
@@ -39,6 +41,9 @@ class Recorder:
             if self.outcome == runner.OK:
                 kw["on_ok"](t.address, "Record facts", {"ansible_facts": {"commissaire_facts": {
                     "os": "debian", "cpus": 2, "memory": 2048000, "space": 1000}}})
+                if self.changes is not None:
+                    kw["on_ok"](t.address, "Record what the bootstrap changed",
+                                {"ansible_facts": {"commissaire_bootstrap_changes": self.changes}})
         return runner.RunResult({t.address: runner.HostResult(self.outcome, self.message)
                                  for t in targets}, "successful")
 
@@ -141,3 +146,26 @@ def test_unreachable_messages_are_told_apart(message: str, outcome: str) -> None
     got, text = runner.classify_unreachable(message, runner.Target("1.2.3.4", "k"))
     assert got == outcome
     assert "1.2.3.4" in text
+
+
+def test_the_log_says_what_a_bootstrap_changed(world, caplog) -> None:  # type: ignore[no-untyped-def]
+    bus, storage, recorder = world
+    svc = InvestigatorService(bus)
+    try:
+        caplog.set_level("INFO", logger=investigator_module.__name__)
+        recorder.changes = {"installed": ["docker", "flannel"], "already_present": [],
+                            "configured": ["/etc/default/flanneld"], "restarted": ["flanneld", "docker"]}
+        add_host(storage, "127.0.1.7")
+        svc.run_batch(["127.0.1.7"])
+        recorder.changes = {"installed": [], "already_present": ["docker", "flannel"],
+                            "configured": [], "restarted": []}
+        add_host(storage, "127.0.1.8")
+        svc.run_batch(["127.0.1.8"])
+    finally:
+        svc.stop()
+    lines = [r.getMessage() for r in caplog.records if "bootstrapped" in r.getMessage()]
+    assert lines == [
+        "host 127.0.1.7 bootstrapped, disassociated: installed docker, flannel; "
+        "wrote /etc/default/flanneld; restarted flanneld, docker",
+        "host 127.0.1.8 bootstrapped, disassociated: nothing to change "
+        "(already present: docker, flannel)"]
