@@ -52,7 +52,8 @@ def crew(stack: DistributedStack, lab: Lab) -> list[LabHost]:
 
 
 def restart_through_a_crash(api: Api, hosts: list[LabHost], cluster: str,
-                            crash: Callable[[], None], rng: random.Random) -> None:
+                            crash: Callable[[], None], rng: random.Random,
+                            logs: Callable[[], str] = str) -> None:
     boots = {h.address: h.boot_id() for h in hosts}
     started = time.time()
     monitor = DownMonitor(hosts)
@@ -64,7 +65,8 @@ def restart_through_a_crash(api: Api, hosts: list[LabHost], cluster: str,
     where = f"(CRASH_SEED={SEED}, killed {at:.2f} s in)"
     op = finished(api, cluster, "restart", timeout=240)
     monitor.stop()
-    assert op["status"] == "finished", (where, op)
+    # on failure: each host's state and reason, and what the services logged
+    assert op["status"] == "finished", (where, op.get("hosts"), logs()[-6000:])
     assert {a: h["state"] for a, h in op["hosts"].items()} == {a: "done" for a in boots}, where
     assert monitor.max_down <= BUDGET, (where, monitor.max_down)
     for host in hosts:
@@ -77,7 +79,7 @@ def test_a_restart_survives_a_killed_process(process: str, stack: DistributedSta
                                              crew: list[LabHost]) -> None:
     rng = random.Random(f"{SEED}-{process}")
     restart_through_a_crash(Api(stack), crew, "crashes",
-                            lambda: stack.crash(process), rng)
+                            lambda: stack.crash(process), rng, stack.logs)
 
 
 def test_a_restart_survives_a_killed_allinone(lab: Lab) -> None:
@@ -86,4 +88,4 @@ def test_a_restart_survives_a_killed_allinone(lab: Lab) -> None:
         hosts = cluster_of(api, lab, "allinone", 4)
         rng = random.Random(f"{SEED}-allinone")
         # The Api's base URL stays valid: the restarted process keeps its port.
-        restart_through_a_crash(api, hosts, "allinone", stack.crash, rng)
+        restart_through_a_crash(api, hosts, "allinone", stack.crash, rng, stack.logs)

@@ -110,7 +110,8 @@ def api(apt_repos: AptRepos, release_server: ReleaseServer) -> Iterator[Api]:
 def installed_packages(host: LabHost, *names: str) -> dict[str, str]:
     """dpkg's word: package -> its status ("install ok installed"), for those it knows."""
     done = host.run(["dpkg-query", "-W", "-f=${Package}\t${Status}\n", *names])
-    return dict(line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+    pairs = (line.split("\t", 1) for line in done.stdout.splitlines() if "\t" in line)
+    return {name: status for name, status in pairs if not status.endswith("not-installed")}
 
 
 def sha256_in(host: LabHost, path: str) -> str:
@@ -220,6 +221,26 @@ def test_a_host_in_a_kubernetes_cluster_gets_cri_o_and_the_kubelet(
         assert (state["UnitFileState"], state["ActiveState"]) == ("enabled", "active"), (unit, state)
     status = api.get(f"/host/{host.address}/status")
     assert status["type"] == "host_and_container_manager"
+
+
+def test_a_kubernetes_cluster_may_run_debian_s_own_containerd(
+        api: Api, debian_lab: Lab, apt_repos: AptRepos, kube: KubeStandIn) -> None:
+    (host,) = start_debian_hosts(debian_lab, apt_repos, 1)
+    api.kubernetes("k8s", kube)
+    api.cluster("kube-containerd", container_manager="k8s", container_runtime="containerd")
+    api.register(debian_lab, host, "kube-containerd")
+    record = api.settled(host)
+    assert record["status"] == "active", record["status_reason"]
+    assert installed_packages(host, "containerd", "cri-o", "kubelet", "docker.io") == {
+        "containerd": "install ok installed", "kubelet": "hold ok installed"}
+    assert "containerd" in host.run(["containerd", "--version"]).stdout  # Debian's own binary
+    config = yaml.safe_load(host.read_file("/var/lib/kubelet/config.yaml"))
+    # Debian's config.toml has the CRI plugin on and cgroupfs: the kubelet follows it
+    assert (config["containerRuntimeEndpoint"], config["cgroupDriver"]) == (
+        "unix:///run/containerd/containerd.sock", "cgroupfs")
+    for unit in ("containerd", "kubelet"):
+        state = host.unit_state(unit)
+        assert (state["UnitFileState"], state["ActiveState"]) == ("enabled", "active"), (unit, state)
 
 
 # -- each way it cannot, and the reason ----------------------------------------------------------
