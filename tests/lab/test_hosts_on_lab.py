@@ -184,3 +184,18 @@ def test_a_host_in_a_kubernetes_cluster_becomes_an_active_node(
     status = api.get(url(api, f"/host/{host.address}/status")).json()
     assert status["type"] == "host_and_container_manager"
     assert status["container_manager"]["status"] not in ("unknown", "absent"), status
+
+
+def test_a_host_without_python_fails_with_how_to_install_it(api: requests.Session, lab: Lab) -> None:
+    """Fedora CoreOS ships no python, and Ansible's modules need it."""
+    (host,) = lab.start_hosts(1)
+    hidden = host.run("mkdir -p /root/hidden-python && mv /usr/bin/python3* /root/hidden-python/ "
+                      "&& ! command -v python3")
+    assert hidden.returncode == 0, hidden.stderr
+    register(api, lab, host)
+    failed = wait_for(lambda: host_in(api, host.address, "failed", "disassociated"), 60, "host failed")
+    assert failed["status_reason"] == (
+        f"task 'Check python3 is on the host' failed on {host.address}: no python3 on the host: "
+        "Ansible needs it to manage the host; install python3 (on Fedora CoreOS: "
+        "rpm-ostree install --apply-live python3)")
+    assert failed["os"] == ""  # no facts: nothing ran on the host but the question
