@@ -126,6 +126,21 @@ class StaleRecord(Conflict):
     title = "Stale record"
 
 
+class LeaseLost(Conflict):
+    """The caller no longer holds the lock it names (its lease expired, or another
+    copy took the lock over): it must stop acting for that lock. Told apart from
+    other conflicts by its class, never by its message."""
+
+    title = "Lease lost"
+
+
+class OperationStopped(Conflict):
+    """A rolling operation is no longer in process (aborted, failed or finished):
+    no new host may start."""
+
+    title = "Operation stopped"
+
+
 class PayloadTooLarge(CommissaireError):
     """The request body is larger than the server accepts (max-body-size)."""
 

@@ -90,13 +90,9 @@ class Executor:
                 "kind": self.kind, "name": self.name, "address": address,
                 "lease": self.lease, "changes": changes, "event": event,
                 "uid": self._uids.get(address)}))
-        except errors.StaleRecord:
-            raise
-        except errors.Conflict as exc:
-            if "lock" in exc.description:
-                self.lost.set()
-                raise LostLock() from None
-            raise
+        except errors.LeaseLost:
+            self.lost.set()
+            raise LostLock() from None
 
     def operation_id(self, op: dict[str, Any]) -> str:
         raw = f"{self.operation.operation}-{self.name}-{op.get('started_at') or ''}"
@@ -220,8 +216,15 @@ class Executor:
                             finished_at=utcnow(),
                             reason=f"unreachable before the operation: {before.message}")
                 return
-            op = self.update(address, "started", state="in_process", started_at=utcnow(),
-                             boot_id_before=before.boot_id)
+            try:
+                op = self.update(address, "started", state="in_process", started_at=utcnow(),
+                                 boot_id_before=before.boot_id)
+            except errors.OperationStopped:
+                # Aborted (or stopped) just before this host began: the abort has
+                # closed its entry as skipped; nothing touched the host.
+                logger.info("%s of %s stopped before %s started", self.operation.operation,
+                            self.name, address)
+                return
             detail = op["hosts"][address]
         else:
             # Resumed: the action may have run and the host may be restarting. Wait for

@@ -621,7 +621,7 @@ class StorageService(_OperationLocks, Service):
         def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
             lock = current[("OperationLock", lock_name)]
             if lock is None or lock.lease != lease:
-                raise errors.Conflict(f"the lock on {kind} {name!r} is not held with lease {lease}")
+                raise errors.LeaseLost(f"the lock on {kind} {name!r} is not held with lease {lease}")
             op = current[(kind, name)]
             if not isinstance(op, ClusterOperation):
                 raise errors.NotFound(f"cluster {name!r} has no {kind}")
@@ -634,8 +634,8 @@ class StorageService(_OperationLocks, Service):
                 if uid is None or uid != host_now or started_on not in (None, uid):
                     raise _stale(address, uid)
             if changes.get("state") == "in_process" and op.status != "in_process":
-                raise errors.Conflict(f"the operation on {name!r} is {op.status}; "
-                                      "no new host may start")
+                raise errors.OperationStopped(f"the operation on {name!r} is {op.status}; "
+                                              "no new host may start")
             detail.update(changes)
             if event:
                 detail["events"].append({"at": utcnow(), "event": event})
@@ -655,7 +655,7 @@ class StorageService(_OperationLocks, Service):
         def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
             lock = current[("OperationLock", lock_name)]
             if lock is None or lock.lease != lease:
-                raise errors.Conflict(f"the lock on {kind} {name!r} is not held with lease {lease}")
+                raise errors.LeaseLost(f"the lock on {kind} {name!r} is not held with lease {lease}")
             op = current[(kind, name)]
             if not isinstance(op, ClusterOperation):
                 raise errors.NotFound(f"cluster {name!r} has no {kind}")

@@ -109,10 +109,11 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped
     return bus, storage, fleet
 
 
-def wait_done(storage: StorageService, kind: str = "ClusterRestart", seconds: float = 30) -> dict:
+def wait_done(storage: StorageService, kind: str = "ClusterRestart", seconds: float = 30,
+              cluster: str = "c1") -> dict:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        op = storage.get_operation(kind, "c1")
+        op = storage.get_operation(kind, cluster)
         if op["status"] != "in_process" and not op["in_process"]:
             return op
         time.sleep(0.05)
@@ -232,3 +233,43 @@ def test_second_copy_cannot_take_a_held_operation(world) -> None:  # type: ignor
     assert one.try_run("ClusterRestart", "c1")
     assert not two.try_run("ClusterRestart", "c1")
     wait_done(storage)
+
+
+def test_an_abort_racing_a_host_start_on_a_cluster_named_clock(world) -> None:  # type: ignore[no-untyped-def]
+    """A conflict is told apart by its class: 'the operation on 'clock' is
+    aborted' once read as a lost lock ("lock" in the text), and the executor
+    abandoned its hosts and never closed the operation."""
+    bus, storage, fleet = world
+    storage.create("Cluster", {"name": "clock"})
+    for i in range(1, 5):
+        address = f"127.0.4.{i}"
+        storage.create_host({"address": address}, {"address": address, "remote_user": "root",
+                                                   "ssh_priv_key": base64.b64encode(b"k").decode()},
+                            "clock")
+        storage.update_host(address, {"status": "disassociated", "bootstrapped": True,
+                                      "os": "fedora", "ssh_host_key": HOST_KEY})
+        fleet.add(address)
+    fleet.reboot_seconds = 0.3
+    real_call = bus.call
+    starts: list[str] = []
+
+    def abort_before_the_second_start(method: str, params: dict[str, Any] | None = None,
+                                      **kw: Any) -> Any:
+        if method == "storage.update_operation_host" and params and \
+                params["changes"].get("state") == "in_process":
+            starts.append(params["address"])
+            if len(starts) == 2:  # the first host is acting; the second races the abort
+                storage.abort_operation("ClusterRestart", "clock")
+        return real_call(method, params, **kw)
+
+    bus.call = abort_before_the_second_start
+    svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
+    storage.start_operation("ClusterRestart", {"name": "clock", "options": {"max_unavailable": 2}})
+    assert svc.try_run("ClusterRestart", "clock")
+    op = wait_done(storage, cluster="clock", seconds=15)
+    assert op["status"] == "aborted" and op["finished_at"], op
+    states = {a: h["state"] for a, h in op["hosts"].items()}
+    first = starts[0]
+    assert states.pop(first) == "done", op["hosts"][first]  # finished its restart, not abandoned
+    assert set(states.values()) == {"skipped"}, states
+    assert [a for a, _ in fleet.actions] == [first]
