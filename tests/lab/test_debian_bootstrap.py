@@ -86,6 +86,13 @@ class Api:
                                                       "cluster": cluster})
         assert response.status_code == 201, response.text
 
+    def new_host(self, lab: Lab, repos: AptRepos, cluster: str) -> tuple[LabHost, dict[str, Any]]:
+        """A fresh debian host on the local mirror, registered into `cluster`; its
+        record once the bootstrap ended."""
+        (host,) = start_debian_hosts(lab, repos, 1)
+        self.register(lab, host, cluster)
+        return host, self.settled(host)
+
     def settled(self, host: LabHost, timeout: float = BOOTSTRAP_TIMEOUT) -> dict[str, Any]:
         """The host's record once its bootstrap has ended (active, disassociated or failed)."""
         def ended() -> dict[str, Any] | None:
@@ -225,11 +232,9 @@ def test_a_host_in_a_kubernetes_cluster_gets_cri_o_and_the_kubelet(
 
 def test_a_kubernetes_cluster_may_run_debian_s_own_containerd(
         api: Api, debian_lab: Lab, apt_repos: AptRepos, kube: KubeStandIn) -> None:
-    (host,) = start_debian_hosts(debian_lab, apt_repos, 1)
     api.kubernetes("k8s", kube)
     api.cluster("kube-containerd", container_manager="k8s", container_runtime="containerd")
-    api.register(debian_lab, host, "kube-containerd")
-    record = api.settled(host)
+    host, record = api.new_host(debian_lab, apt_repos, "kube-containerd")
     assert record["status"] == "active", record["status_reason"]
     assert installed_packages(host, "containerd", "cri-o", "kubelet", "docker.io") == {
         "containerd": "install ok installed", "kubelet": "hold ok installed"}
@@ -250,10 +255,8 @@ def test_a_release_file_with_another_checksum_fails_the_host(
     pinned = release_server.files[flannel_path()]
     tampered = release_server.add(flannel_path(), "#!/bin/sh\necho not flanneld\n", 0o755)
     try:
-        (host,) = start_debian_hosts(debian_lab, apt_repos, 1)
         api.cluster("tampered")
-        api.register(debian_lab, host, "tampered")
-        record = api.settled(host)
+        host, record = api.new_host(debian_lab, apt_repos, "tampered")
     finally:
         release_server.add_flannel()
     assert record["status"] == "failed"
@@ -269,10 +272,8 @@ def test_a_release_missing_from_the_mirror_fails_the_host(
     path = flannel_path()
     release_server.remove(path)
     try:
-        (host,) = start_debian_hosts(debian_lab, apt_repos, 1)
         api.cluster("missing-release")
-        api.register(debian_lab, host, "missing-release")
-        record = api.settled(host)
+        host, record = api.new_host(debian_lab, apt_repos, "missing-release")
     finally:
         release_server.add_flannel()
     assert record["status"] == "failed"
@@ -293,11 +294,9 @@ def test_a_repository_that_cannot_supply_cri_o_fails_the_host(
     config = {"investigator": settings(apt_repos, release_server, upstream=base)}
     with running(AllInOneStack(service_config=config)) as stack:
         api = Api(stack)
-        (host,) = start_debian_hosts(debian_lab, apt_repos, 1)
         api.kubernetes("k8s", kube)
         api.cluster("kube", container_manager="k8s")
-        api.register(debian_lab, host, "kube")
-        record = api.settled(host)
+        host, record = api.new_host(debian_lab, apt_repos, "kube")
     assert record["status"] == "failed"
     repo = apt_repos.repo(base, "cri-o")
     reason = record["status_reason"]

@@ -97,16 +97,20 @@ def world(monkeypatch: pytest.MonkeyPatch, tmp_path):  # type: ignore[no-untyped
     fleet = Fleet()
     monkeypatch.setattr(executor_module.runner, "run_playbook", fleet.run_playbook)
     monkeypatch.setattr(executor_module, "probe", fleet.probe)
-    storage.create("Cluster", {"name": "c1"})
-    for i in range(1, 11):
-        address = f"127.0.3.{i}"
+    add_cluster(storage, fleet, "c1", [f"127.0.3.{i}" for i in range(1, 11)])
+    return bus, storage, fleet
+
+
+def add_cluster(storage: StorageService, fleet: Fleet, name: str, addresses: list[str]) -> None:
+    """A cluster of bootstrapped hosts that the fleet model knows."""
+    storage.create("Cluster", {"name": name})
+    for address in addresses:
         storage.create_host({"address": address}, {"address": address, "remote_user": "root",
                                                    "ssh_priv_key": base64.b64encode(b"k").decode()},
-                            "c1")
+                            name)
         storage.update_host(address, {"status": "disassociated", "bootstrapped": True,
                                       "os": "fedora", "ssh_host_key": HOST_KEY})
         fleet.add(address)
-    return bus, storage, fleet
 
 
 def wait_done(storage: StorageService, kind: str = "ClusterRestart", seconds: float = 30,
@@ -240,15 +244,7 @@ def test_an_abort_racing_a_host_start_on_a_cluster_named_clock(world) -> None:  
     aborted' once read as a lost lock ("lock" in the text), and the executor
     abandoned its hosts and never closed the operation."""
     bus, storage, fleet = world
-    storage.create("Cluster", {"name": "clock"})
-    for i in range(1, 5):
-        address = f"127.0.4.{i}"
-        storage.create_host({"address": address}, {"address": address, "remote_user": "root",
-                                                   "ssh_priv_key": base64.b64encode(b"k").decode()},
-                            "clock")
-        storage.update_host(address, {"status": "disassociated", "bootstrapped": True,
-                                      "os": "fedora", "ssh_host_key": HOST_KEY})
-        fleet.add(address)
+    add_cluster(storage, fleet, "clock", [f"127.0.4.{i}" for i in range(1, 5)])
     fleet.reboot_seconds = 0.3
     real_call = bus.call
     starts: list[str] = []
@@ -266,7 +262,11 @@ def test_an_abort_racing_a_host_start_on_a_cluster_named_clock(world) -> None:  
     svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
     storage.start_operation("ClusterRestart", {"name": "clock", "options": {"max_unavailable": 2}})
     assert svc.try_run("ClusterRestart", "clock")
-    op = wait_done(storage, cluster="clock", seconds=15)
+    wait_done(storage, cluster="clock", seconds=15)
+    deadline = time.monotonic() + 10  # the executor closes the operation after its last host
+    while not (op := storage.get_operation("ClusterRestart", "clock"))["finished_at"] \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert op["status"] == "aborted" and op["finished_at"], op
     states = {a: h["state"] for a, h in op["hosts"].items()}
     first = starts[0]
