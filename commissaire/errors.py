@@ -7,7 +7,8 @@ and is turned into an HTTP response in exactly one place.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 # Registry of error classes by name, so the bus client can re-raise the class
 # the service raised.
@@ -20,6 +21,9 @@ class CommissaireError(Exception):
     jsonrpc_code = -32000
     http_status = 500
     title = "Internal error"
+    #: headers every HTTP answer of this class carries (a 401's challenge, a 503's
+    #: Retry-After), declared here once rather than added where it is raised
+    http_headers: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self, description: str = "", **details: Any) -> None:
         super().__init__(description or self.title)
@@ -42,6 +46,10 @@ class CommissaireError(Exception):
                 "details": self.details,
             },
         }
+
+    def response_headers(self) -> dict[str, str]:
+        """The headers of this error's HTTP answer."""
+        return dict(self.http_headers)
 
     def to_http_body(self) -> dict[str, Any]:
         """The JSON body the REST API answers with."""
@@ -87,6 +95,7 @@ class AuthenticationRequired(CommissaireError):
     jsonrpc_code = -32010
     http_status = 401
     title = "Authentication required"
+    http_headers = {"WWW-Authenticate": 'Basic realm="commissaire"'}  # RFC 9110: every 401
 
 
 class Forbidden(CommissaireError):
@@ -176,7 +185,10 @@ class TooManyRequests(CommissaireError):
 
     def __init__(self, description: str = "", retry_after: int = 1, **details: Any) -> None:
         super().__init__(description, **details)
-        self.headers = {"Retry-After": str(max(1, int(retry_after)))}
+        self.retry_after = max(1, int(retry_after))
+
+    def response_headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class StoreUnavailable(CommissaireError):
@@ -185,6 +197,7 @@ class StoreUnavailable(CommissaireError):
     jsonrpc_code = -32030
     http_status = 503
     title = "Store unavailable"
+    http_headers = {"Retry-After": "5"}
 
 
 class SecretsUnavailable(StoreUnavailable):
@@ -199,6 +212,7 @@ class BusUnavailable(CommissaireError):
     jsonrpc_code = -32031
     http_status = 503
     title = "Message bus unavailable"
+    http_headers = {"Retry-After": "5"}
 
 
 class ServiceTimeout(CommissaireError):

@@ -192,10 +192,8 @@ def _handle_commissaire_error(req: falcon.Request, resp: falcon.Response,
         logger.error("request %s %s failed: %s", req.method, req.path, exc.description)
     resp.status = falcon.code_to_http_status(exc.http_status)
     resp.media = exc.to_http_body()
-    for name, value in getattr(exc, "headers", {}).items():
+    for name, value in exc.response_headers().items():
         resp.set_header(name, value)
-    if exc.http_status == 503:
-        resp.set_header("Retry-After", "5")
 
 
 def _handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,

@@ -35,8 +35,6 @@ from commissaire_http.clientaddress import ClientAddress
 
 logger = logging.getLogger(__name__)
 
-CHALLENGE = 'Basic realm="commissaire"'
-
 
 class Authenticator:
     """Base of every authentication plugin."""
@@ -72,9 +70,7 @@ def load_plugin(entry: dict[str, Any]) -> Authenticator:
 
 
 def _refusal() -> errors.AuthenticationRequired:
-    exc = errors.AuthenticationRequired("authentication is required: send valid credentials")
-    exc.headers = {"WWW-Authenticate": CHALLENGE}  # type: ignore[attr-defined]
-    return exc
+    return errors.AuthenticationRequired("authentication is required: send valid credentials")
 
 
 def self_auth_path(path: str) -> str:
