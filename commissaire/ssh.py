@@ -7,14 +7,17 @@ checks every host all the time, so it must not pay for Ansible.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import functools
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import asyncssh
 
+from commissaire import errors
 from commissaire.reach import ANYWHERE, Reach, log_safe, unreachable_reason
 from commissaire.secrets import ExpiringCache
 
@@ -38,6 +41,25 @@ class ProbeTarget:
 
     def __repr__(self) -> str:
         return f"ProbeTarget({self.user}@{self.address}:{self.port})"
+
+
+def host_target(host: Mapping[str, Any], creds: Mapping[str, Any]) -> ProbeTarget:
+    """How to reach a host over SSH, from its stored record and credentials: the
+    one place that decodes a stored key. errors.SecretsUnavailable (naming the
+    host, never the key) if the key is not base64 of UTF-8 text, as the API
+    takes it."""
+    address = str(host["address"])
+    try:
+        key = base64.b64decode(str(creds.get("ssh_priv_key") or ""), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        key = ""
+    if not key:
+        raise errors.SecretsUnavailable(f"the stored private key of {address} is not a key in "
+                                        "base64; register the host again with its key")
+    return ProbeTarget(address=address, private_key=key,
+                       user=str(creds.get("remote_user") or "root"),
+                       port=int(host.get("ssh_port") or 22),
+                       host_key=str(host.get("ssh_host_key") or ""))
 
 
 @dataclasses.dataclass

@@ -38,6 +38,7 @@ import ansible_runner
 import yaml
 
 from commissaire.reach import Reach, log_safe, unreachable_reason
+from commissaire.ssh import ProbeTarget
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,16 @@ class Target:
 
     def __repr__(self) -> str:  # never show the key
         return f"Target({self.user}@{self.address}:{self.port})"
+
+    @classmethod
+    def of(cls, ssh: ProbeTarget, hostvars: dict[str, Any] | None = None) -> Target:
+        """The Ansible target of a host reached as `ssh` (commissaire.ssh.host_target)."""
+        return cls(address=ssh.address, private_key=ssh.private_key, user=ssh.user,
+                   port=ssh.port, host_key=ssh.host_key, hostvars=dict(hostvars or {}))
+
+    def ssh(self) -> ProbeTarget:
+        """The same host, for a light probe."""
+        return ProbeTarget(self.address, self.private_key, self.user, self.port, self.host_key)
 
 
 @dataclasses.dataclass

@@ -12,7 +12,6 @@ has a container manager (cordoned and drained before, uncordoned after).
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import re
 import threading
@@ -22,7 +21,7 @@ from typing import Any, Protocol
 from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import OPERATIONS, utcnow
-from commissaire.ssh import BOOT_ID_COMMAND, ProbeTarget, probe
+from commissaire.ssh import BOOT_ID_COMMAND, host_target, probe
 from commissaire_service.clusterexec import budget
 from commissaire_service.clusterexec.batch import PlaybookBatcher
 
@@ -285,12 +284,8 @@ class Executor:
         self._uids[address] = host.get("uid", "")
         creds = self.bus.call("storage.get_creds", {"address": address,
                                                     "uid": host.get("uid", "")})
-        return runner.Target(
-            address=address,
-            private_key=base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace"),
-            user=creds.get("remote_user") or "root", port=int(host.get("ssh_port") or 22),
-            host_key=host.get("ssh_host_key") or "",
-            hostvars={"commissaire_os": host.get("os") or ""})
+        return runner.Target.of(host_target(host, creds),
+                                {"commissaire_os": host.get("os") or ""})
 
     def _unfit(self, target: runner.Target) -> str:
         """Why the operation must not act on this host at all ('' if it may)."""
@@ -316,9 +311,7 @@ class Executor:
 
     def _probe(self, target: runner.Target, command: str = BOOT_ID_COMMAND,
                timeout: float = 10) -> Any:
-        probe_target = ProbeTarget(target.address, target.private_key, target.user,
-                                   target.port, target.host_key)
-        return asyncio.run(probe(probe_target, timeout=timeout, command=command,
+        return asyncio.run(probe(target.ssh(), timeout=timeout, command=command,
                                  kex_algorithms=self.settings.ssh.kex_algorithms,
                                  reach=self.settings.ssh.reach))
 

@@ -17,8 +17,7 @@ run ever turns host-key checking off.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
+import dataclasses
 import logging
 import queue
 import threading
@@ -29,7 +28,7 @@ from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import utcnow
 from commissaire.reach import log_safe, unreachable_reason
-from commissaire.ssh import check_private_key, fetch_host_key, fingerprint
+from commissaire.ssh import check_private_key, fetch_host_key, fingerprint, host_target
 from commissaire_service.investigator import facts as host_facts
 from commissaire_service.investigator.changes import summarize
 from commissaire_service.investigator.settings import BootstrapSettings
@@ -172,15 +171,15 @@ class InvestigatorService(Service):
             self._fail(address, exc.description)  # e.g. credentials stored unencrypted
             return None
         try:
-            key_text = base64.b64decode(creds["ssh_priv_key"], validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            key_text = ""
-        problem = check_private_key(key_text) if key_text else \
+            access = host_target(host, creds)
+        except errors.SecretsUnavailable:
+            access = None
+        problem = check_private_key(access.private_key) if access else \
             "the private key is not a valid SSH private key"
-        if problem:
+        if problem or access is None:
             self._fail(address, problem)
             return None
-        port = int(host.get("ssh_port") or 22)
+        port = access.port
         refused = self.ssh.reach.refusal(address)
         if refused:  # outside ssh-allowed-networks: say so, in our words
             self._fail(address, refused)
@@ -202,9 +201,8 @@ class InvestigatorService(Service):
         if not pinned and not self._update(address, {
                 "ssh_host_key": offered, "host_key_fingerprint": fingerprint(offered)}):
             return None
-        return runner.Target(address=address, private_key=key_text,
-                             user=creds.get("remote_user") or "root", port=port,
-                             host_key=offered, hostvars=self._cluster_vars(address, host))
+        return runner.Target.of(dataclasses.replace(access, host_key=offered),
+                                self._cluster_vars(address, host))
 
     def _cluster_vars(self, address: str, host: dict[str, Any]) -> dict[str, Any]:
         """Bootstrap variables from the host's cluster, its network and container

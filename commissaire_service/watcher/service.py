@@ -15,7 +15,6 @@ Decrypted keys are kept CREDS_TTL seconds at most.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import threading
@@ -27,7 +26,7 @@ from commissaire import errors
 from commissaire.models import utcnow
 from commissaire.reach import ANYWHERE, Reach
 from commissaire.secrets import ExpiringCache
-from commissaire.ssh import AUTH_FAILED, ProbeResult, ProbeTarget, probe_many
+from commissaire.ssh import AUTH_FAILED, ProbeResult, ProbeTarget, host_target, probe_many
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
@@ -178,8 +177,8 @@ class WatcherService(Service):
 
         def fetch() -> tuple[str, str]:
             creds = self.bus.call("storage.get_creds", {"address": address, "uid": uid})
-            return (base64.b64decode(creds["ssh_priv_key"]).decode(errors="replace"),
-                    creds.get("remote_user") or "root")
+            access = host_target(host, creds)
+            return access.private_key, access.user
 
         try:
             key, user = self._creds.get((address, uid), fetch)
