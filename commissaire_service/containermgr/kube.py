@@ -428,7 +428,7 @@ def _reason(exc: BaseException) -> str:
     """A short cause of a connection failure, without urllib3's pool chatter."""
     found = _ERRNO.findall(str(exc))
     if found:
-        return found[-1].strip()
+        return str(found[-1]).strip()
     text = str(exc)
     for marker in ("certificate verify failed", "Name or service not known",
                    "Connection refused", "tlsv1 alert", "wrong version number"):

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from commissaire import errors
 from commissaire.models import Model, model_class
 from commissaire.storage.base import ABSENT, StoreHandler, Txn
 from commissaire_service.storage.sealing import Box, seal, unseal
+
+T = TypeVar("T")
+
+
+class Handlers(Protocol):
+    """The configured store handlers (commissaire.storage.registry.HandlerSet)."""
+
+    def for_model(self, kind: str, source: str = "") -> StoreHandler: ...
+
+    def all(self) -> list[StoreHandler]: ...
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +48,7 @@ class Snapshot:
 class Repository:
     """Typed access to records kept by the configured handlers."""
 
-    def __init__(self, handlers: Any, box: Box, accept_format_1: bool = True) -> None:
+    def __init__(self, handlers: Handlers, box: Box, accept_format_1: bool = True) -> None:
         """`accept_format_1`: open secrets sealed by the previous version (not bound to
         their incarnation); turn off once the re-encrypt command has upgraded them."""
         self.handlers = handlers
@@ -100,8 +110,8 @@ class Repository:
         return seen
 
     def change(self, keys: list[tuple[str, str, str]],
-               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], Any],
-               opaque: Collection[tuple[str, str]] = ()) -> Any:
+               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], T],
+               opaque: Collection[tuple[str, str]] = ()) -> T:
         """Read (kind, key, source) records, let `mutate` decide, commit atomically.
 
         `mutate(current, snapshot)` gets the records (None where absent), records
