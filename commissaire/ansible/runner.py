@@ -42,7 +42,7 @@ from commissaire.ssh import ProbeTarget
 
 logger = logging.getLogger(__name__)
 
-PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"  # package data (repo: ./playbooks links here)
 
 OK = "ok"
 UNREACHABLE = "unreachable"
