@@ -2,68 +2,81 @@
 config file and a bus client: the one list both modes start from."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
 
-from commissaire.ansible.runner import SSHSettings
 from commissaire.bus import BusClient
 from commissaire.config import ConfigError
-from commissaire.reach import Reach
 from commissaire_service.clusterexec.executor import Settings
 from commissaire_service.clusterexec.service import ClusterExecService
-from commissaire_service.containermgr.allow import AllowedURLs
-from commissaire_service.containermgr.service import build_service as build_containermgr
+from commissaire_service.containermgr.service import ContainerManagerService
 from commissaire_service.investigator.service import InvestigatorService
-from commissaire_service.investigator.settings import BootstrapSettings
 from commissaire_service.service import Service
+from commissaire_service.settings import (
+    ClusterExecSettings,
+    ContainerMgrSettings,
+    InvestigatorSettings,
+    ServiceSettings,
+    WatcherSettings,
+)
 from commissaire_service.watcher.service import WatcherService
 
 logger = logging.getLogger(__name__)
 
 
-def _reach(config: dict[str, Any]) -> Reach:
-    """`ssh-allowed-networks`: the only networks this service may SSH to (empty: any)."""
-    return Reach.from_setting(config.get("ssh-allowed-networks"))
+def _investigator(settings: InvestigatorSettings, bus: BusClient) -> Service:
+    logger.info("bootstrap settings: %s", settings.bootstrap.describe())
+    return InvestigatorService(bus, batch_window=settings.batch_window, ssh=settings.ssh(),
+                               bootstrap=settings.bootstrap)
 
 
-def _ssh(config: dict[str, Any]) -> SSHSettings:
-    return SSHSettings(kex_algorithms=config.get("ssh-kex-algorithms", ""),
-                       forks=int(config.get("forks", 50)), reach=_reach(config))
+def _watcher(settings: WatcherSettings, bus: BusClient) -> Service:
+    return WatcherService(bus, interval=settings.interval, concurrency=settings.concurrency,
+                          kex_algorithms=settings.ssh_kex_algorithms, reach=settings.reach())
 
 
-def build_investigator(config: dict[str, Any], bus: BusClient) -> Service:
-    # Checked before anything starts: a bad setting is a ConfigError naming it.
-    bootstrap = BootstrapSettings.from_config(config)
-    logger.info("bootstrap settings: %s", bootstrap.describe())
-    return InvestigatorService(bus, batch_window=float(config.get("batch-window", 0.5)),
-                               ssh=_ssh(config), bootstrap=bootstrap)
+def _clusterexec(settings: ClusterExecSettings, bus: BusClient) -> Service:
+    return ClusterExecService(bus, lease_ttl=settings.lease_ttl, settings=Settings(
+        gate_timeout=settings.gate_timeout, poll=settings.gate_poll,
+        batch_window=settings.batch_window, ssh=settings.ssh()))
 
 
-def build_watcher(config: dict[str, Any], bus: BusClient) -> Service:
-    return WatcherService(bus, interval=float(config.get("interval", 30)),
-                          concurrency=int(config.get("concurrency", 100)),
-                          kex_algorithms=config.get("ssh-kex-algorithms", ""),
-                          reach=_reach(config))
+def _containermgr(settings: ContainerMgrSettings, bus: BusClient) -> Service:
+    return ContainerManagerService(bus, poll_interval=settings.drain_poll_interval,
+                                   allowed_urls=settings.allowed(),
+                                   certificate_dirs=settings.certificate_dirs)
 
 
-def build_clusterexec(config: dict[str, Any], bus: BusClient) -> Service:
-    defaults = Settings()
-    return ClusterExecService(bus, lease_ttl=int(config.get("lease-ttl", 10)),
-                              settings=Settings(
-                                  gate_timeout=float(config.get("gate-timeout", defaults.gate_timeout)),
-                                  poll=float(config.get("gate-poll", defaults.poll)),
-                                  batch_window=float(config.get("batch-window",
-                                                                defaults.batch_window)),
-                                  ssh=_ssh(config)))
+@dataclasses.dataclass(frozen=True)
+class ServiceKind:
+    """A service (but storage, which needs its store): its settings and how it is built."""
+
+    name: str
+    settings: type[ServiceSettings]
+    build: Callable[[Any, BusClient], Service]
+
+    def checked(self, config: Any) -> ServiceSettings:
+        """The service's settings; ConfigError names the service and the setting."""
+        return self.settings.parse(config, self.name)
+
+    def __call__(self, config: dict[str, Any], bus: BusClient) -> Service:
+        return self.build(self.checked(config), bus)
 
 
-BUILDERS: dict[str, Callable[[dict[str, Any], BusClient], Service]] = {
-    "investigator": build_investigator,
-    "watcher": build_watcher,
-    "clusterexec": build_clusterexec,
-    "containermgr": build_containermgr,
-}
+BUILDERS: dict[str, ServiceKind] = {kind.name: kind for kind in (
+    ServiceKind("investigator", InvestigatorSettings, _investigator),
+    ServiceKind("watcher", WatcherSettings, _watcher),
+    ServiceKind("clusterexec", ClusterExecSettings, _clusterexec),
+    ServiceKind("containermgr", ContainerMgrSettings, _containermgr),
+)}
+
+# Each builds its service from a config object (its settings parsed first).
+build_investigator = BUILDERS["investigator"]
+build_watcher = BUILDERS["watcher"]
+build_clusterexec = BUILDERS["clusterexec"]
+build_containermgr = BUILDERS["containermgr"]
 
 
 def check_services_config(services: dict[str, Any]) -> None:
@@ -73,14 +86,7 @@ def check_services_config(services: dict[str, Any]) -> None:
     for name, config in services.items():
         if name not in BUILDERS:
             raise ConfigError(f"{name}: not a service (services: {', '.join(BUILDERS)})")
-        if not isinstance(config, dict):
-            raise ConfigError(f"{name}: its settings must be a JSON object")
         try:
-            if name == "investigator":
-                BootstrapSettings.from_config(config)
-            if name == "containermgr":
-                AllowedURLs.from_setting(config.get("allowed-urls"))
-            else:
-                _reach(config)
-        except ValueError as exc:  # ConfigError included
+            BUILDERS[name].checked(config)
+        except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None

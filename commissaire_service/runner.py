@@ -11,15 +11,25 @@ import logging
 import signal
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from commissaire.bus import BusClient, BusServer
 from commissaire.config import ConfigError, load_service_config
 from commissaire_service.service import Service
+from commissaire_service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
 
-BuildService = Callable[[dict[str, Any], BusClient], Service]
+class Kind(Protocol):
+    """A service's settings class and builder (commissaire_service.builders.ServiceKind)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def checked(self, config: Any) -> ServiceSettings: ...
+
+    @property
+    def build(self) -> Callable[[Any, BusClient], Service]: ...
 
 
 def parse_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
@@ -43,21 +53,23 @@ def bus_servers(service: Service, uri: str, exchange: str, threads: int) -> list
     return servers
 
 
-def run_service(prog: str, build: BuildService, argv: list[str] | None = None) -> int:
+def run_service(kind: Kind, argv: list[str] | None = None) -> int:
+    prog = kind.name
     args = parse_args(prog, argv)
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_service_config(args.config, f"/etc/commissaire/{prog}.conf")
+        settings = kind.checked(config)  # parsed once; ConfigError names the setting
     except ConfigError as exc:
         print(f"commissaire-{prog}-service: {exc}", file=sys.stderr)
         return 2
-    uri = args.bus_uri or config.get("bus-uri") or "redis://127.0.0.1:6379/"
-    exchange = args.bus_exchange or config.get("bus-exchange") or "commissaire"
-    threads = args.threads or int(config.get("threads", 4))
-    client = BusClient(uri, exchange, float(config.get("bus-timeout", 10.0)))
+    uri = args.bus_uri or settings.bus_uri
+    exchange = args.bus_exchange or settings.bus_exchange
+    threads = args.threads or settings.threads
+    client = BusClient(uri, exchange, settings.bus_timeout)
     try:
-        service = build(config, client)
+        service = kind.build(settings, client)
     except (ConfigError, ValueError) as exc:
         print(f"commissaire-{prog}-service: {exc}", file=sys.stderr)
         client.close()

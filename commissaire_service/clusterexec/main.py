@@ -6,4 +6,4 @@ from commissaire_service.runner import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service("clusterexec", BUILDERS["clusterexec"], argv)
+    return run_service(BUILDERS["clusterexec"], argv)

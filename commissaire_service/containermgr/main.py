@@ -6,4 +6,4 @@ from commissaire_service.runner import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service("containermgr", BUILDERS["containermgr"], argv)
+    return run_service(BUILDERS["containermgr"], argv)

@@ -131,17 +131,3 @@ class ContainerManagerService(Service):
         if cached is not None:
             logger.info("container manager %s changed; using a new client", name)
         return manager
-
-
-def build_service(config: dict[str, Any], bus: BusLike) -> ContainerManagerService:
-    """From the service's config file: `drain-poll-interval` (seconds, default 1) and
-    `allowed-urls` (default none; ValueError names a bad entry) and `certificate-dirs`
-    (default /etc/commissaire/containermgr)."""
-    dirs = config.get("certificate-dirs", list(DEFAULT_CERTIFICATE_DIRS))
-    if not isinstance(dirs, list) or not all(isinstance(d, str) and d.startswith("/")
-                                             for d in dirs):
-        raise ValueError("certificate-dirs: must be a list of absolute directory paths")
-    return ContainerManagerService(
-        bus, poll_interval=float(config.get("drain-poll-interval", 1.0)),
-        allowed_urls=AllowedURLs.from_setting(config.get("allowed-urls")),
-        certificate_dirs=tuple(dirs))

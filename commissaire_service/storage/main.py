@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
 
 from commissaire import errors
 from commissaire.bus import BusClient
 from commissaire.config import ConfigError
 from commissaire.secrets import SecretBox
 from commissaire.storage.registry import load_handlers
+from commissaire_service.builders import ServiceKind
 from commissaire_service.runner import run_service
+from commissaire_service.settings import StorageSettings
 from commissaire_service.storage.repository import Repository
 from commissaire_service.storage.service import StorageService
 
@@ -28,10 +29,9 @@ DEFAULT_HANDLERS = [{"name": "commissaire.storage.etcd", "server_url": "http://1
                      "models": ["*"]}]
 
 
-def build_storage_service(config: dict[str, Any], bus: BusClient) -> StorageService:
-    handlers_config = config.get("storage-handlers") or config.get("storage_handlers") \
-        or DEFAULT_HANDLERS
-    key_file = config.get("secrets-key-file") or config.get("secrets_key_file")
+def build_storage_service(settings: StorageSettings, bus: BusClient) -> StorageService:
+    handlers_config = list(settings.storage_handlers) or DEFAULT_HANDLERS
+    key_file = settings.secrets_key_file
     if not key_file:
         raise ConfigError('"secrets-key-file" is required: the key that encrypts host '
                           "credentials at rest (create one with: python -m commissaire.secrets "
@@ -40,9 +40,7 @@ def build_storage_service(config: dict[str, Any], bus: BusClient) -> StorageServ
         box = SecretBox.from_key_file(key_file)
     except errors.SecretsUnavailable as exc:
         raise ConfigError(exc.description) from None
-    format_1 = config.get("secrets-accept-format-1", True)
-    if not isinstance(format_1, bool):
-        raise ConfigError('"secrets-accept-format-1" must be true or false')
+    format_1 = settings.secrets_accept_format_1
     service = StorageService(Repository(load_handlers(handlers_config), box,
                                         accept_format_1=format_1), notify=bus.notify)
     threading.Thread(target=_ensure_defaults, args=(service,), daemon=True).start()
@@ -62,4 +60,4 @@ def _ensure_defaults(service: StorageService) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service("storage", build_storage_service, argv)
+    return run_service(ServiceKind("storage", StorageSettings, build_storage_service), argv)

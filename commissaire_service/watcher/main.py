@@ -6,4 +6,4 @@ from commissaire_service.runner import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service("watcher", BUILDERS["watcher"], argv)
+    return run_service(BUILDERS["watcher"], argv)

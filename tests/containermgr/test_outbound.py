@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 
 from commissaire import errors
+from commissaire_service.builders import build_containermgr
 from commissaire_service.containermgr import allow
 from commissaire_service.containermgr.allow import AllowedURLs
-from commissaire_service.containermgr.service import ContainerManagerService, build_service
+from commissaire_service.containermgr.service import ContainerManagerService
 from tests.containermgr.fakes import LOOPBACK, TOKEN, FakeBus, closed_port
 from tests.k8s_standin.server import KubeStandIn
 
@@ -279,9 +280,9 @@ def test_a_url_with_user_information_is_refused(service: ContainerManagerService
                                    "https://k8s:99999", "http://a b:80", "*"])
 def test_a_bad_entry_is_named(entry: str) -> None:
     with pytest.raises(ValueError, match="allowed-urls"):
-        build_service({"allowed-urls": [entry]}, FakeBus())
+        build_containermgr({"allowed-urls": [entry]}, FakeBus())
     with pytest.raises(ValueError, match="must be a list"):
-        build_service({"allowed-urls": "https://*:*"}, FakeBus())
+        build_containermgr({"allowed-urls": "https://*:*"}, FakeBus())
 
 
 def test_entries_parse() -> None:
@@ -348,8 +349,8 @@ def test_a_link_out_of_the_certificate_dirs_is_refused(bus: FakeBus, standin: Ku
 
 
 def test_certificate_dirs_setting() -> None:
-    assert build_service({}, FakeBus()).certificate_dirs == ("/etc/commissaire/containermgr",)
-    assert build_service({"certificate-dirs": ["/srv/k8s"]}, FakeBus()).certificate_dirs == \
+    assert build_containermgr({}, FakeBus()).certificate_dirs == ("/etc/commissaire/containermgr",)
+    assert build_containermgr({"certificate-dirs": ["/srv/k8s"]}, FakeBus()).certificate_dirs == \
         ("/srv/k8s",)
     with pytest.raises(ValueError, match="certificate-dirs"):
-        build_service({"certificate-dirs": ["relative"]}, FakeBus())
+        build_containermgr({"certificate-dirs": ["relative"]}, FakeBus())
