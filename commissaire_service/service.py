@@ -1,9 +1,13 @@
-"""Base of every service: an explicit registry of the methods it exposes.
+"""Base of every service: the methods it exposes and the notifications it
+handles, each declared on the method by a decorator.
 
-Only registered methods can be called over the bus; anything else is
-MethodNotFound. Parameters are bound before the call, so a bad call is
-InvalidRequest and an error inside a method is never mistaken for one.
-Services know nothing of kombu: the bus server calls `dispatch`.
+Only methods marked `@bus_method` can be called over the bus (as
+`<service>.<name>`); anything else is MethodNotFound. Parameters are bound
+before the call, so a bad call is InvalidRequest and an error inside a method is
+never mistaken for one. A method marked `@on_notification(key, ...)` handles
+notifications with those routing keys: shared by every copy of the service
+(one of them gets each), or private (every copy gets each). Services know
+nothing of kombu: the bus server calls `dispatch`.
 """
 from __future__ import annotations
 
@@ -12,12 +16,36 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from commissaire import errors
 from commissaire.models import utcnow
 
 logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_METHOD = "_commissaire_bus_method"  # the name it is called by
+_NOTIFICATION = "_commissaire_notification"  # (routing keys, private, pass_key)
+
+
+def bus_method(name: str = "") -> Callable[[F], F]:
+    """Expose the method over the bus as `<service>.<name>` (default: its own name)."""
+    def mark(function: F) -> F:
+        setattr(function, _METHOD, name or function.__name__)
+        return function
+    return mark
+
+
+def on_notification(*keys: str, private: bool = False, pass_key: bool = False
+                    ) -> Callable[[F], F]:
+    """Handle notifications with these routing keys: called with the notification's
+    params (and first the routing key itself, with `pass_key`). Private: every
+    copy of the service gets each one, not just one of them."""
+    def mark(function: F) -> F:
+        setattr(function, _NOTIFICATION, (keys, private, pass_key))
+        return function
+    return mark
 
 
 class Service:
@@ -27,27 +55,39 @@ class Service:
 
     def __init__(self) -> None:
         self._methods: dict[str, Callable[..., Any]] = {}
+        self._notifications: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
         self.started_at = utcnow()
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        self.expose("ping", self.ping)
+        for attribute in dir(type(self)):
+            declared = getattr(type(self), attribute, None)
+            if isinstance(declared, property) or not callable(declared):
+                continue
+            if hasattr(declared, _METHOD):
+                self._methods[f"{self.name}.{getattr(declared, _METHOD)}"] = getattr(self, attribute)
+            if hasattr(declared, _NOTIFICATION):
+                keys, private, pass_key = getattr(declared, _NOTIFICATION)
+                for key in keys:
+                    self._notifications[key] = (getattr(self, attribute), private, pass_key)
 
     @property
     def routing_keys(self) -> list[str]:
         """Keys of the queue all copies of this service share."""
-        return [f"{self.name}.*"]
+        return [f"{self.name}.*", *(key for key, (_, private, _) in self._notifications.items()
+                                    if not private)]
 
     @property
     def private_routing_keys(self) -> list[str]:
         """Keys of a queue of this copy alone (notifications every copy must see)."""
-        return []
-
-    def expose(self, method: str, function: Callable[..., Any]) -> None:
-        self._methods[f"{self.name}.{method}"] = function
+        return [key for key, (_, private, _) in self._notifications.items() if private]
 
     def exposed(self) -> list[str]:
         return sorted(self._methods)
 
     def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        handler = self._notifications.get(method)
+        if handler is not None:
+            notified, _private, pass_key = handler
+            return notified(method, **params) if pass_key else notified(**params)
         function = self._methods.get(method)
         if function is None:
             raise errors.MethodNotFound(f"{self.name} exposes no method {method!r}")
@@ -57,6 +97,7 @@ class Service:
             raise errors.InvalidRequest(f"bad parameters for {method}: {exc}") from None
         return function(**params)
 
+    @bus_method()
     def ping(self) -> dict[str, Any]:
         """Liveness and a summary for GET /api/v0/status."""
         return {"service": self.name, "status": "ok", "instance": self.instance,

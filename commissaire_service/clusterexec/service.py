@@ -16,7 +16,7 @@ from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.models import OPERATIONS
 from commissaire_service.clusterexec.executor import Bus, Executor, LostLock, Settings
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method, on_notification
 
 logger = logging.getLogger(__name__)
 
@@ -35,27 +35,14 @@ class ClusterExecService(Service):
         self._running: dict[tuple[str, str], threading.Thread] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._notifications = {f"notify.storage.{kind}.created": self._on_created
-                               for kind in KINDS}
-        self.expose("running", self.running)
         runner.remove_stale_run_dirs()  # what a killed predecessor left (private keys)
         if start:
             threading.Thread(target=self._scan_loop, name="clusterexec-scan", daemon=True).start()
 
-    @property
-    def routing_keys(self) -> list[str]:
-        return ["clusterexec.*", *self._notifications]
-
-    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
-        handler = self._notifications.get(method)
-        if handler is not None:
-            kind = method.split(".")[2]
-            return handler(kind, **params)
-        return super().dispatch(method, params, context)
-
     def health(self) -> dict[str, Any]:
         return {"running": self.running()}
 
+    @bus_method()
     def running(self) -> list[str]:
         with self._lock:
             return [f"{k}/{n}" for (k, n), t in self._running.items() if t.is_alive()]
@@ -63,7 +50,9 @@ class ClusterExecService(Service):
     def stop(self) -> None:
         self._stopping.set()
 
-    def _on_created(self, kind: str, record: dict[str, Any]) -> None:
+    @on_notification(*(f"notify.storage.{kind}.created" for kind in KINDS), pass_key=True)
+    def _on_created(self, key: str, record: dict[str, Any]) -> None:
+        kind = key.split(".")[2]
         self.try_run(kind, record["name"])
 
     def scan(self) -> None:

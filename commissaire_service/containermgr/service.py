@@ -20,7 +20,7 @@ from commissaire.validation import validate_address, validate_name
 from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.kube import DEFAULT_CERTIFICATE_DIRS
 from commissaire_service.containermgr.managers import Manager, build_manager
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method
 
 logger = logging.getLogger(__name__)
 
@@ -47,13 +47,6 @@ class ContainerManagerService(Service):
         self.certificate_dirs = certificate_dirs
         self._managers: dict[str, tuple[str, Manager]] = {}
         self._lock = threading.Lock()
-        self.expose("register_node", self.register_node)
-        self.expose("remove_node", self.remove_node)
-        self.expose("get_node_status", self.get_node_status)
-        self.expose("node_ready", self.node_ready)
-        self.expose("cordon", self.cordon)
-        self.expose("uncordon", self.uncordon)
-        self.expose("drain", self.drain)
 
     def health(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"service_process": "containermgr",
@@ -70,32 +63,39 @@ class ContainerManagerService(Service):
 
     # -- exposed methods ---------------------------------------------------
 
+    @bus_method()
     def register_node(self, container_manager: str, address: str) -> dict[str, Any]:
         """Register the host's node; an existing node is success."""
         return self._manager(container_manager).register_node(validate_address(address))
 
+    @bus_method()
     def remove_node(self, container_manager: str, address: str) -> dict[str, Any]:
         """Remove the host's node; a missing node is success."""
         return self._manager(container_manager).remove_node(validate_address(address))
 
+    @bus_method()
     def get_node_status(self, container_manager: str, address: str) -> dict[str, Any]:
         """Readiness, schedulability and conditions; status "absent" when no node."""
         return self._manager(container_manager).node_status(validate_address(address))
 
+    @bus_method()
     def node_ready(self, container_manager: str, address: str) -> bool:
         """True only when the node exists and its Ready condition is True."""
         return bool(self.get_node_status(container_manager, address)["ready"])
 
+    @bus_method()
     def cordon(self, container_manager: str, address: str) -> dict[str, Any]:
         """Mark the node unschedulable; NotFound when there is no node."""
         return self._manager(container_manager).set_unschedulable(
             validate_address(address), True)
 
+    @bus_method()
     def uncordon(self, container_manager: str, address: str) -> dict[str, Any]:
         """Mark the node schedulable again; NotFound when there is no node."""
         return self._manager(container_manager).set_unschedulable(
             validate_address(address), False)
 
+    @bus_method()
     def drain(self, container_manager: str, address: str,
               timeout: float = 60) -> dict[str, Any]:
         """Cordon, then evict the node's pods and wait they are gone, within `timeout` s."""

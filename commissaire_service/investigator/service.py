@@ -32,7 +32,7 @@ from commissaire.ssh import check_private_key, fetch_host_key, fingerprint, host
 from commissaire_service.investigator import facts as host_facts
 from commissaire_service.investigator.changes import summarize
 from commissaire_service.investigator.settings import BootstrapSettings
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method, on_notification
 
 logger = logging.getLogger(__name__)
 
@@ -67,20 +67,8 @@ class InvestigatorService(Service):
         runner.remove_stale_run_dirs()
         # address -> the incarnation (uid) being investigated; every update names it.
         self._uids: dict[str, str] = {}
-        self.expose("investigate", self.investigate)
-        self._notifications = {"notify.storage.Host.created": self.on_host_created}
         self._worker = threading.Thread(target=self._work, name="investigator", daemon=True)
         self._worker.start()
-
-    @property
-    def routing_keys(self) -> list[str]:
-        return ["investigator.*", *self._notifications]
-
-    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
-        handler = self._notifications.get(method)
-        if handler is not None:
-            return handler(**params)
-        return super().dispatch(method, params, context)
 
     def health(self) -> dict[str, Any]:
         return {"queued": self._queue.qsize()}
@@ -90,9 +78,11 @@ class InvestigatorService(Service):
 
     # -- entry points ----------------------------------------------------
 
+    @on_notification("notify.storage.Host.created")
     def on_host_created(self, record: dict[str, Any]) -> None:
         self._queue.put(record["address"])
 
+    @bus_method()
     def investigate(self, address: str) -> dict[str, Any]:
         """Investigate (again) a known host: its status goes back to investigating."""
         host = self.bus.call("storage.get_host", {"address": address})

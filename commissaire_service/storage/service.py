@@ -37,7 +37,7 @@ from commissaire.models import (
 )
 from commissaire.storage.base import ABSENT, Txn
 from commissaire.validation import validate_address, validate_name
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method
 from commissaire_service.storage.repository import Repository, Snapshot
 
 logger = logging.getLogger(__name__)
@@ -89,6 +89,7 @@ class _OperationLocks:
     def _lock_handler(self) -> Any:
         return self.repo.handlers.for_model("OperationLock")
 
+    @bus_method()
     def acquire_lock(self, name: str, owner: str, ttl: int = 10) -> dict[str, Any]:
         """Take the lock `name` under a new lease, or say who holds it."""
         handler = self._lock_handler()
@@ -102,10 +103,12 @@ class _OperationLocks:
         held = handler.get(key)
         return {"acquired": False, "held_by": held.value.get("owner") if held else ""}
 
+    @bus_method()
     def keepalive_lock(self, name: str, lease: int) -> dict[str, Any]:
         """Renew; NotFound once the lease expired (the holder must stop)."""
         return {"ttl": self._lock_handler().lease_keepalive(lease)}
 
+    @bus_method()
     def release_lock(self, name: str, lease: int) -> list[Any]:
         self._lock_handler().lease_revoke(lease)
         return []
@@ -118,19 +121,6 @@ class StorageService(_OperationLocks, Service):
         super().__init__()
         self.repo = repository
         self._notify = notify or (lambda key, params: None)
-        for method in (
-            "get", "list_names", "create", "delete",
-            "get_host", "list_hosts", "create_host", "delete_host", "get_creds", "update_host",
-            "get_cluster", "cluster_hosts", "cluster_add_host", "cluster_remove_host",
-            "cluster_set_hosts", "start_operation", "get_operation", "abort_operation",
-            "save_operation", "record_checks", "list_operations", "acquire_lock",
-            "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
-            "etcd_endpoint",
-        ):
-            self.expose(method, getattr(self, method))
-        self.expose("list", self.list_records)
-        # Over the bus an update must name the incarnation it acted on.
-        self.expose("update_host", self._update_host_call)
 
     def health(self) -> dict[str, Any]:
         for handler in self.repo.handlers.all():
@@ -154,6 +144,7 @@ class StorageService(_OperationLocks, Service):
 
     # -- generic records (clusters, networks, container managers) --------
 
+    @bus_method()
     def get(self, kind: str, key: str, reveal: bool = False) -> dict[str, Any]:
         if kind == "Cluster":
             return self.get_cluster(key)
@@ -162,14 +153,17 @@ class StorageService(_OperationLocks, Service):
         record = self.repo.require(kind, key)
         return record.to_dict() if reveal else record.to_safe_dict()
 
+    @bus_method("list")
     def list_records(self, kind: str) -> list[dict[str, Any]]:
         if kind == "HostCreds":
             raise errors.Forbidden("credentials cannot be listed")
         return [r.to_safe_dict() for r in self.repo.list_all(kind)]
 
+    @bus_method()
     def list_names(self, kind: str) -> list[str]:
         return [r.key for r in self.repo.list_all(kind)]
 
+    @bus_method()
     def create(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """Create a record; an identical one is a no-op, a different one a conflict."""
         if kind not in _SIMPLE_KINDS:
@@ -217,6 +211,7 @@ class StorageService(_OperationLocks, Service):
         shown = self.get_cluster(record_out.key) if kind == "Cluster" else record_out.to_safe_dict()
         return {"created": outcome["created"], "record": shown}
 
+    @bus_method()
     def delete(self, kind: str, key: str) -> list[Any]:
         if kind == "Cluster":
             return self._delete_cluster(key)
@@ -242,9 +237,11 @@ class StorageService(_OperationLocks, Service):
 
     # -- hosts ------------------------------------------------------------
 
+    @bus_method()
     def get_host(self, address: str) -> dict[str, Any]:
         return self.repo.require("Host", validate_address(address)).to_safe_dict()
 
+    @bus_method()
     def list_hosts(self, cluster: str = "", status: str = "", limit: int = 0,
                    offset: int = 0) -> dict[str, Any]:
         """Hosts filtered by cluster and status, one page of them, and the total."""
@@ -255,6 +252,7 @@ class StorageService(_OperationLocks, Service):
         page = hosts[offset:offset + limit] if limit else hosts[offset:]
         return {"total": len(hosts), "items": [h.to_safe_dict() for h in page]}
 
+    @bus_method()
     def etcd_endpoint(self) -> str:
         """The URL of the first etcd storage handler ('' without one): flannel_etcd
         networks use the store's etcd (seed: "uses the configured etcd store handler")."""
@@ -264,6 +262,7 @@ class StorageService(_OperationLocks, Service):
                 return str(url)
         return ""
 
+    @bus_method()
     def get_creds(self, address: str, uid: str | None = None) -> dict[str, Any]:
         """The host's credentials; with `uid`, only those of that incarnation
         (StaleRecord otherwise). Credentials sealed for another incarnation of the
@@ -281,6 +280,7 @@ class StorageService(_OperationLocks, Service):
             f"the credentials of host {address} belong to another incarnation of it; "
             "refusing to use them")
 
+    @bus_method()
     def create_host(self, host: dict[str, Any], creds: dict[str, Any],
                     cluster: str = "") -> dict[str, Any]:
         """Create a host with its credentials, in its cluster, in one transaction."""
@@ -323,6 +323,7 @@ class StorageService(_OperationLocks, Service):
             self._announce(outcome["record"], "created")
         return {"created": outcome["created"], "record": outcome["record"].to_safe_dict()}
 
+    @bus_method()
     def record_checks(self, checks: list[dict[str, Any]]) -> dict[str, Any]:
         """The watcher's results of one cycle: [{"address", "uid", "changes"}]. A check
         that only moves last_check is not announced; a status change is. A check of
@@ -343,6 +344,7 @@ class StorageService(_OperationLocks, Service):
                 stale.append(check["address"])
         return {"recorded": recorded, "missing": missing, "stale": stale}
 
+    @bus_method("update_host")
     def _update_host_call(self, address: str, changes: dict[str, Any], uid: str,
                           expect_status: str = "") -> dict[str, Any]:
         """update_host as services call it over the bus: `uid` is required."""
@@ -380,6 +382,7 @@ class StorageService(_OperationLocks, Service):
             self._announce(host, "updated")
         return host.to_safe_dict()
 
+    @bus_method()
     def delete_host(self, address: str) -> list[Any]:
         """Delete a host and its credentials, and take it out of its cluster."""
         address = validate_address(address)
@@ -415,6 +418,7 @@ class StorageService(_OperationLocks, Service):
 
     # -- clusters and their members ---------------------------------------
 
+    @bus_method()
     def get_cluster(self, name: str) -> dict[str, Any]:
         cluster = self.repo.require("Cluster", validate_name(name))
         assert isinstance(cluster, Cluster)
@@ -422,6 +426,7 @@ class StorageService(_OperationLocks, Service):
         statuses = [hosts.get(a, "failed") for a in cluster.hostset]
         return cluster.with_host_statuses(statuses).to_safe_dict()
 
+    @bus_method()
     def cluster_hosts(self, name: str) -> list[str]:
         cluster = self.repo.require("Cluster", validate_name(name))
         return list(cluster.hostset)
@@ -467,6 +472,7 @@ class StorageService(_OperationLocks, Service):
             except _Stale:
                 continue
 
+    @bus_method()
     def cluster_add_host(self, name: str, address: str) -> list[str]:
         address = validate_address(address)
         self._membership_change(
@@ -474,11 +480,13 @@ class StorageService(_OperationLocks, Service):
             lambda c, h: c.hostset if address in c.hostset else [*c.hostset, address])
         return [address]
 
+    @bus_method()
     def cluster_remove_host(self, name: str, address: str) -> list[Any]:
         address = validate_address(address)
         self._membership_change(name, [], lambda c, h: [a for a in c.hostset if a != address])
         return []
 
+    @bus_method()
     def cluster_set_hosts(self, name: str, old: list[str], new: list[str]) -> list[str]:
         """Replace the member list, only if `old` is still the current list."""
         old = [validate_address(a, "old") for a in old]
@@ -532,6 +540,7 @@ class StorageService(_OperationLocks, Service):
 
     # -- rolling operations (stored here, executed by clusterexec) --------
 
+    @bus_method()
     def start_operation(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """Record a new operation over the cluster's current members; 409 if one runs."""
         cls = model_class(kind)
@@ -573,6 +582,7 @@ class StorageService(_OperationLocks, Service):
             self._announce(started, "created")
             return started.to_safe_dict()
 
+    @bus_method()
     def get_operation(self, kind: str, name: str) -> dict[str, Any]:
         self.repo.require("Cluster", validate_name(name))
         cls = model_class(kind)
@@ -581,6 +591,7 @@ class StorageService(_OperationLocks, Service):
             raise errors.NotFound(f"cluster {name!r} has no {getattr(cls, 'operation', kind)} record")
         return record.to_safe_dict()
 
+    @bus_method()
     def save_operation(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
         """Clusterexec records progress here."""
         cls = model_class(kind)
@@ -596,6 +607,7 @@ class StorageService(_OperationLocks, Service):
         self._announce(saved, "updated")
         return saved.to_safe_dict()
 
+    @bus_method()
     def list_operations(self, status: str = "in_process") -> list[dict[str, Any]]:
         """Every operation with this status, of every kind (clusterexec resumes these)."""
         found = []
@@ -605,6 +617,7 @@ class StorageService(_OperationLocks, Service):
                     found.append({"kind": cls.kind, **record.to_safe_dict()})
         return found
 
+    @bus_method()
     def update_operation_host(self, kind: str, name: str, address: str, lease: int,
                               changes: dict[str, Any], event: str = "",
                               uid: str | None = None) -> dict[str, Any]:
@@ -647,6 +660,7 @@ class StorageService(_OperationLocks, Service):
         self._announce(saved, "updated")
         return saved.to_safe_dict()
 
+    @bus_method()
     def finish_operation(self, kind: str, name: str, lease: int, status: str,
                          reason: str = "") -> dict[str, Any]:
         """Close an operation; an abort made meanwhile stays the final status."""
@@ -670,6 +684,7 @@ class StorageService(_OperationLocks, Service):
         self._announce(saved, "updated")
         return saved.to_safe_dict()
 
+    @bus_method()
     def abort_operation(self, kind: str, name: str) -> dict[str, Any]:
         """Stop an operation: hosts not yet started are skipped; status `aborted`."""
         name = validate_name(name)

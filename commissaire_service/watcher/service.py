@@ -19,7 +19,6 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from commissaire import errors
@@ -27,7 +26,7 @@ from commissaire.models import utcnow
 from commissaire.reach import ANYWHERE, Reach
 from commissaire.secrets import ExpiringCache
 from commissaire.ssh import AUTH_FAILED, ProbeResult, ProbeTarget, host_target, probe_many
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method, on_notification
 
 logger = logging.getLogger(__name__)
 
@@ -71,25 +70,8 @@ class WatcherService(Service):
         self._loaded = threading.Event()
         self.cycles = 0
         self.last_cycle: dict[str, Any] = {}
-        self._notifications: dict[str, Callable[..., None]] = {
-            "notify.storage.Host.created": self.on_host_changed,
-            "notify.storage.Host.updated": self.on_host_changed,
-            "notify.storage.Host.deleted": self.on_host_deleted,
-            "notify.watcher.heartbeat": self.on_heartbeat,
-        }
-        self.expose("check_now", self.check_now)
         if start:
             threading.Thread(target=self._loop, name="watcher", daemon=True).start()
-
-    @property
-    def private_routing_keys(self) -> list[str]:
-        return list(self._notifications)
-
-    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
-        handler = self._notifications.get(method)
-        if handler is not None:
-            return handler(**params)
-        return super().dispatch(method, params, context)
 
     def health(self) -> dict[str, Any]:
         with self._lock:
@@ -109,15 +91,18 @@ class WatcherService(Service):
                 self.hosts[record["address"]] = record
         self._loaded.set()
 
+    @on_notification("notify.storage.Host.created", "notify.storage.Host.updated", private=True)
     def on_host_changed(self, record: dict[str, Any]) -> None:
         with self._lock:
             self.hosts[record["address"]] = record
 
+    @on_notification("notify.storage.Host.deleted", private=True)
     def on_host_deleted(self, record: dict[str, Any]) -> None:
         with self._lock:
             self.hosts.pop(record["address"], None)
             self._creds.pop((record["address"], record.get("uid", "")))
 
+    @on_notification("notify.watcher.heartbeat", private=True)
     def on_heartbeat(self, instance: str, at: float) -> None:
         with self._lock:
             self._peers[instance] = time.monotonic()
@@ -136,6 +121,7 @@ class WatcherService(Service):
 
     # -- checking -----------------------------------------------------------
 
+    @bus_method()
     def check_now(self) -> dict[str, Any]:
         """Run one cycle at once (operators and tests)."""
         return self.run_cycle()

@@ -16,7 +16,7 @@ import pytest
 from commissaire import errors
 from commissaire.bus import BusClient, BusServer
 from commissaire_service.containermgr.service import ContainerManagerService
-from commissaire_service.service import Service
+from commissaire_service.service import Service, bus_method
 from tests.containermgr.fakes import LOOPBACK, TOKEN, FakeBus
 from tests.k8s_standin.server import KubeStandIn
 
@@ -31,8 +31,8 @@ class StorageStub(Service):
     def __init__(self, records: FakeBus) -> None:
         super().__init__()
         self.records = records
-        self.expose("get", self.get)
 
+    @bus_method()
     def get(self, kind: str, key: str, reveal: bool = False) -> dict[str, Any]:
         return dict(self.records.call("storage.get", {"kind": kind, "key": key,
                                                       "reveal": reveal}))
