@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 # Revision meaning "the key must not exist" in a Txn compare.
@@ -24,6 +25,19 @@ class Txn:
     compares: list[tuple[str, int]] = dataclasses.field(default_factory=list)
     puts: list[tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=list)
     deletes: list[str] = dataclasses.field(default_factory=list)
+
+    def check(self) -> None:
+        """Refuse a txn changing a key twice: etcd rejects it, so every handler does."""
+        seen: set[str] = set()
+        for key in [key for key, _ in self.puts] + list(self.deletes):
+            if key in seen:
+                raise ValueError(f"transaction changes key {key!r} more than once")
+            seen.add(key)
+
+    def failed_compare(self, revision_of: Callable[[str], int]) -> str | None:
+        """The first key whose current revision (`revision_of(key)`, ABSENT when
+        there is none) is not the one the txn expects; None when all hold."""
+        return next((key for key, rev in self.compares if revision_of(key) != rev), None)
 
 
 @dataclasses.dataclass
@@ -48,8 +62,24 @@ class StoreHandler(abc.ABC):
         """Every document whose key starts with `prefix`, sorted by key."""
 
     @abc.abstractmethod
-    def commit(self, txn: Txn) -> bool:
-        """Apply `txn` atomically. False (and nothing changed) if a compare failed."""
+    def commit(self, txn: Txn, lease: int | None = None) -> bool:
+        """Apply `txn` atomically. False (and nothing changed) if a compare failed.
+        With `lease`, the keys put live only as long as that lease (NotFound if it
+        is gone); without, a put key is detached from any lease it had."""
+
+    # -- leases: keys that vanish when their holder stops renewing --------------
+
+    @abc.abstractmethod
+    def lease_grant(self, ttl: int) -> int:
+        """A new lease of `ttl` seconds (at least 1); its id."""
+
+    @abc.abstractmethod
+    def lease_keepalive(self, lease_id: int) -> int:
+        """Renew a lease; its TTL. errors.NotFound when it expired or was revoked."""
+
+    @abc.abstractmethod
+    def lease_revoke(self, lease_id: int) -> None:
+        """End a lease now, deleting its keys; a lease already gone is not an error."""
 
     @abc.abstractmethod
     def ping(self) -> None:

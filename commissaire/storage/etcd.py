@@ -49,16 +49,6 @@ def _encode_value(value: dict[str, Any]) -> str:
     return _b64(json.dumps(value, sort_keys=True, separators=(",", ":")))
 
 
-def _check_txn(txn: Txn) -> None:
-    """Refuse a txn touching a key twice: etcd rejects it, so every handler does."""
-    keys = [key for key, _ in txn.puts] + list(txn.deletes)
-    seen: set[str] = set()
-    for key in keys:
-        if key in seen:
-            raise ValueError(f"transaction changes key {key!r} more than once")
-        seen.add(key)
-
-
 class EtcdStoreHandler(StoreHandler):
     """JSON documents in etcd v3; revisions are etcd's mod_revision."""
 
@@ -236,7 +226,7 @@ class EtcdStoreHandler(StoreHandler):
 
     def commit(self, txn: Txn, lease: int | None = None) -> bool:
         """One etcd transaction: every compare on mod_revision, then every put and delete."""
-        _check_txn(txn)
+        txn.check()
         compares = []
         for key, rev in txn.compares:
             if rev == ABSENT:

@@ -36,15 +36,6 @@ _LIVE = ("(kv.lease IS NULL OR EXISTS "
          "(SELECT 1 FROM leases WHERE leases.id = kv.lease AND leases.expires > ?))")
 
 
-def _check_txn(txn: Txn) -> None:
-    """Refuse a txn touching a key twice, as etcd does, so handlers stay interchangeable."""
-    seen: set[str] = set()
-    for key in [key for key, _ in txn.puts] + list(txn.deletes):
-        if key in seen:
-            raise ValueError(f"transaction changes key {key!r} more than once")
-        seen.add(key)
-
-
 class SqliteStoreHandler(StoreHandler):
     """JSON documents in one SQLite file, with etcd-like revisions, transactions and leases.
 
@@ -199,17 +190,20 @@ class SqliteStoreHandler(StoreHandler):
 
     def commit(self, txn: Txn, lease: int | None = None) -> bool:
         """Check every compare and apply every put and delete in one SQLite transaction."""
-        _check_txn(txn)
+        txn.check()
         with self._conn() as conn, self._write(conn):
             now = time.time()
             self._purge_expired(conn, now)
-            for key, rev in txn.compares:
+            def revision_of(key: str) -> int:
                 row = conn.execute("SELECT mod_revision FROM kv WHERE key = ?",
                                    (self.prefix + key,)).fetchone()
-                if (ABSENT if row is None else row[0]) != rev:
-                    logger.debug("sqlite txn compare failed on %s", key)
-                    conn.execute("ROLLBACK")
-                    return False
+                return ABSENT if row is None else int(row[0])
+
+            failed = txn.failed_compare(revision_of)
+            if failed is not None:
+                logger.debug("sqlite txn compare failed on %s", failed)
+                conn.execute("ROLLBACK")
+                return False
             if lease is not None and conn.execute(
                     "SELECT 1 FROM leases WHERE id = ? AND expires > ?",
                     (lease, now)).fetchone() is None:

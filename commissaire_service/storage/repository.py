@@ -16,6 +16,23 @@ from commissaire.storage.base import ABSENT, StoreHandler, Txn
 from commissaire_service.storage.sealing import Box, seal, unseal
 
 T = TypeVar("T")
+RETRIES = 20
+
+
+class _Raced(Exception):
+    """A commit found a record changed since it was read."""
+
+
+def settled(what: str, attempt: Callable[[], T], again_on: type[Exception]) -> T:
+    """`attempt()` (reads, then a change that holds only if they still do), run
+    again while it raises `again_on`: at most RETRIES times, then Conflict. The
+    one retry loop of the storage layer."""
+    for _ in range(RETRIES):
+        try:
+            return attempt()
+        except again_on:
+            continue
+    raise errors.Conflict(f"{what} changed concurrently too often; try again")
 
 
 class Handlers(Protocol):
@@ -25,9 +42,8 @@ class Handlers(Protocol):
 
     def all(self) -> list[StoreHandler]: ...
 
-logger = logging.getLogger(__name__)
 
-RETRIES = 20
+logger = logging.getLogger(__name__)
 
 
 class Snapshot:
@@ -120,7 +136,7 @@ class Repository:
         (kind, key) are not decoded (no secret opened): mutate gets a stand-in
         holding only the key, enough to delete a record whose secrets do not open.
         """
-        for _attempt in range(RETRIES):
+        def attempt() -> T:
             snapshot = Snapshot()
             current: dict[tuple[str, str], Model | None] = {}
             for kind, key, source in keys:
@@ -134,10 +150,12 @@ class Repository:
                 snapshot.read[(kind, key)] = (handler, record, ABSENT if item is None else item.revision)
                 current[(kind, key)] = record
             result = mutate(current, snapshot)
-            if self._commit(snapshot):
-                return result
-            logger.debug("concurrent change to %s; retrying", keys)
-        raise errors.Conflict("the records changed concurrently too often; try again")
+            if not self._commit(snapshot):
+                logger.debug("concurrent change to %s; retrying", keys)
+                raise _Raced()
+            return result
+
+        return settled("the records", attempt, _Raced)
 
     def _commit(self, snapshot: Snapshot) -> bool:
         txns: dict[int, tuple[StoreHandler, Txn]] = {}

@@ -38,7 +38,7 @@ from commissaire.models import (
 from commissaire.storage.base import ABSENT, Txn
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.service import Service, bus_method
-from commissaire_service.storage.repository import Repository, Snapshot
+from commissaire_service.storage.repository import Repository, Snapshot, settled
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +386,8 @@ class StorageService(_OperationLocks, Service):
     def delete_host(self, address: str) -> list[Any]:
         """Delete a host and its credentials, and take it out of its cluster."""
         address = validate_address(address)
-        while True:
+
+        def attempt() -> list[Any]:
             host = self.repo.require("Host", address)
             keys = [("Host", address, host.source), ("HostCreds", address, "")]
             if host.cluster:
@@ -408,13 +409,12 @@ class StorageService(_OperationLocks, Service):
                     snap.put(group)
                 return record
 
-            try:
-                # Opaque creds: a host whose credentials do not open can be deleted.
-                deleted = self.repo.change(keys, mutate, opaque=[("HostCreds", address)])
-            except _Stale:
-                continue
+            # Opaque creds: a host whose credentials do not open can be deleted.
+            deleted = self.repo.change(keys, mutate, opaque=[("HostCreds", address)])
             self._announce(deleted, "deleted")
             return []
+
+        return settled(f"host {address!r}", attempt, _Stale)
 
     # -- clusters and their members ---------------------------------------
 
@@ -435,7 +435,8 @@ class StorageService(_OperationLocks, Service):
                            decide: Callable[[Cluster, dict[str, Host]], list[str]]) -> list[str]:
         """Set a cluster's members to decide(cluster, hosts) in one transaction."""
         name = validate_name(name)
-        while True:
+
+        def attempt() -> list[str]:
             cluster = self.repo.require("Cluster", name)
             assert isinstance(cluster, Cluster)
             involved = sorted(set(addresses) | set(cluster.hostset))
@@ -467,10 +468,9 @@ class StorageService(_OperationLocks, Service):
                     snap.put(group)
                 return members
 
-            try:
-                return self.repo.change(keys, mutate)
-            except _Stale:
-                continue
+            return self.repo.change(keys, mutate)
+
+        return settled(f"cluster {name!r}", attempt, _Stale)
 
     @bus_method()
     def cluster_add_host(self, name: str, address: str) -> list[str]:
@@ -503,7 +503,8 @@ class StorageService(_OperationLocks, Service):
 
     def _delete_cluster(self, name: str) -> list[Any]:
         name = validate_name(name)
-        while True:
+
+        def attempt() -> list[Any]:
             cluster = self.repo.require("Cluster", name)
             assert isinstance(cluster, Cluster)
             keys = [("Cluster", name, "")] + [("Host", a, "") for a in cluster.hostset]
@@ -531,12 +532,11 @@ class StorageService(_OperationLocks, Service):
                 snap.delete(group)
                 return group
 
-            try:
-                deleted = self.repo.change(keys, mutate)
-            except _Stale:
-                continue
+            deleted = self.repo.change(keys, mutate)
             self._announce(deleted, "deleted")
             return []
+
+        return settled(f"cluster {name!r}", attempt, _Stale)
 
     # -- rolling operations (stored here, executed by clusterexec) --------
 
@@ -548,7 +548,8 @@ class StorageService(_OperationLocks, Service):
             raise errors.InvalidRequest(f"{kind} is not a cluster operation")
         new = cls.from_dict(record)
         name = validate_name(new.name)
-        while True:
+
+        def attempt() -> dict[str, Any]:
             members = tuple(self.cluster_hosts(name))
 
             def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
@@ -575,12 +576,11 @@ class StorageService(_OperationLocks, Service):
                 return new
 
             keys = [("Cluster", name, ""), (kind, name, "")] + [("Host", a, "") for a in members]
-            try:
-                started = self.repo.change(keys, mutate)
-            except _Stale:
-                continue
+            started = self.repo.change(keys, mutate)
             self._announce(started, "created")
             return started.to_safe_dict()
+
+        return settled(f"cluster {name!r}", attempt, _Stale)
 
     @bus_method()
     def get_operation(self, kind: str, name: str) -> dict[str, Any]:

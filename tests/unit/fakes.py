@@ -5,6 +5,8 @@ import base64
 import copy
 import json
 import threading
+import time
+from collections.abc import Iterator, MutableMapping
 from typing import Any
 
 from commissaire import errors
@@ -13,16 +15,25 @@ from commissaire.storage.base import ABSENT, Item, StoreHandler, Txn
 
 
 class DictStore(StoreHandler):
-    """A store handler over a dict, with etcd-like revisions and transactions."""
+    """A store handler over a dict, with etcd-like revisions, transactions and
+    leases; it passes the store contract (tests/unit/test_fakes_contract.py).
+    `available = False` makes every call a StoreUnavailable; `commits` counts
+    applied transactions. Handlers made with `shared` see one dict, each under
+    its own prefix."""
 
     short_name = "dict"
 
-    def __init__(self) -> None:
-        self.data: dict[str, tuple[dict[str, Any], int]] = {}
-        self.revision = 0
-        self.lock = threading.Lock()
+    def __init__(self, prefix: str = "", shared: DictStore | None = None) -> None:
+        self.prefix = prefix
+        self.space: _DictSpace = shared.space if shared is not None else _DictSpace()
         self.available = True
         self.commits = 0
+
+    @property
+    def data(self) -> MutableMapping[str, tuple[dict[str, Any], int]]:
+        """key (without prefix) -> (value, revision), as this handler sees them;
+        tests may change them behind the handler's back."""
+        return _PrefixView(self.space, self.prefix)
 
     def _check(self) -> None:
         if not self.available:
@@ -30,35 +41,112 @@ class DictStore(StoreHandler):
 
     def get(self, key: str) -> Item | None:
         self._check()
-        with self.lock:
-            if key not in self.data:
-                return None
-            value, rev = self.data[key]
-            return Item(key, copy.deepcopy(value), rev)
+        with self.space.lock:
+            self.space.purge()
+            found = self.space.data.get(self.prefix + key)
+            return None if found is None else Item(key, copy.deepcopy(found[0]), found[1])
 
     def list(self, prefix: str) -> list[Item]:
         self._check()
-        with self.lock:
-            return [Item(k, copy.deepcopy(v), r) for k, (v, r) in sorted(self.data.items())
-                    if k.startswith(prefix)]
+        with self.space.lock:
+            self.space.purge()
+            n = len(self.prefix)
+            return [Item(k[n:], copy.deepcopy(v), r) for k, (v, r, _l) in sorted(self.space.data.items())
+                    if k.startswith(self.prefix + prefix)]
 
     def commit(self, txn: Txn, lease: int | None = None) -> bool:
         self._check()
-        with self.lock:
-            for key, rev in txn.compares:
-                current = self.data.get(key, (None, ABSENT))[1]
-                if current != rev:
-                    return False
-            self.revision += 1
+        txn.check()
+        with self.space.lock:
+            space = self.space
+            space.purge()
+            if txn.failed_compare(lambda key: space.data.get(self.prefix + key, (None, ABSENT))[1])\
+                    is not None:
+                return False
+            if lease is not None and lease not in space.leases:
+                raise errors.NotFound(f"dict store: lease {lease} expired or was revoked")
+            space.revision += 1
             for key, value in txn.puts:
-                self.data[key] = (copy.deepcopy(value), self.revision)
+                space.data[self.prefix + key] = (copy.deepcopy(value), space.revision, lease)
             for key in txn.deletes:
-                self.data.pop(key, None)
+                space.data.pop(self.prefix + key, None)
             self.commits += 1
             return True
 
     def ping(self) -> None:
         self._check()
+
+    def lease_grant(self, ttl: int) -> int:
+        self._check()
+        if ttl < 1:
+            raise ValueError(f"lease TTL must be at least 1 second, not {ttl}")
+        with self.space.lock:
+            self.space.last_lease += 1
+            self.space.leases[self.space.last_lease] = (ttl, time.monotonic() + ttl)
+            return self.space.last_lease
+
+    def lease_keepalive(self, lease_id: int) -> int:
+        self._check()
+        with self.space.lock:
+            self.space.purge()
+            if lease_id not in self.space.leases:
+                raise errors.NotFound(f"dict store: lease {lease_id} expired or was revoked")
+            ttl = self.space.leases[lease_id][0]
+            self.space.leases[lease_id] = (ttl, time.monotonic() + ttl)
+            return ttl
+
+    def lease_revoke(self, lease_id: int) -> None:
+        self._check()
+        with self.space.lock:
+            self.space.end(lease_id)
+
+
+class _PrefixView(MutableMapping[str, tuple[dict[str, Any], int]]):
+    def __init__(self, space: _DictSpace, prefix: str) -> None:
+        self.space, self.prefix = space, prefix
+
+    def _keys(self) -> list[str]:
+        with self.space.lock:
+            self.space.purge()
+            return sorted(k[len(self.prefix):] for k in self.space.data
+                          if k.startswith(self.prefix))
+
+    def __getitem__(self, key: str) -> tuple[dict[str, Any], int]:
+        value, revision, _lease = self.space.data[self.prefix + key]
+        return value, revision
+
+    def __setitem__(self, key: str, item: tuple[dict[str, Any], int]) -> None:
+        self.space.data[self.prefix + key] = (item[0], item[1], None)
+
+    def __delitem__(self, key: str) -> None:
+        del self.space.data[self.prefix + key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+
+class _DictSpace:
+    """What DictStore handlers sharing one dict share."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.data: dict[str, tuple[dict[str, Any], int, int | None]] = {}
+        self.revision = 0
+        self.leases: dict[int, tuple[int, float]] = {}  # id -> (ttl, expires, monotonic)
+        self.last_lease = 0
+
+    def end(self, lease_id: int) -> None:
+        self.leases.pop(lease_id, None)
+        for key in [k for k, (_v, _r, lease) in self.data.items() if lease == lease_id]:
+            del self.data[key]
+
+    def purge(self) -> None:
+        now = time.monotonic()
+        for lease_id in [i for i, (_ttl, expires) in self.leases.items() if expires <= now]:
+            self.end(lease_id)
 
 
 class HandlerSet:
