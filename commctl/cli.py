@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from commctl import __version__, commands
 from commctl.exitstatus import CommctlError, ExitStatus
 from commctl.output import FORMATS
+from commissaire.states import HOST_STATUSES
 
 OPERATIONS = {"restart": "restart the hosts", "upgrade": "upgrade the hosts' packages",
               "deploy": "deploy an OSTree version on the hosts"}
-HOST_STATUSES = ("investigating", "bootstrapping", "active", "disassociated", "failed")
 
 
 def max_unavailable(text: str) -> int | str:

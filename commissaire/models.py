@@ -13,6 +13,16 @@ import datetime as _dt
 from typing import Any, ClassVar
 
 from commissaire.errors import ValidationError
+from commissaire.states import (  # noqa: F401  (re-exported: the records' vocabulary)
+    CLUSTER_STATUSES,
+    HOST_OPERATION_STATES,
+    HOST_STATUSES,
+    OPERATION_STATUSES,
+    ClusterState,
+    HostOperationState,
+    HostState,
+    OperationState,
+)
 from commissaire.validation import (
     ABS_PATH,
     ADDRESS,
@@ -37,10 +47,6 @@ from commissaire.validation import (
     validate_pattern,
 )
 
-HOST_STATUSES = ("investigating", "bootstrapping", "active", "disassociated", "failed")
-CLUSTER_STATUSES = ("ok", "degraded", "failed")
-OPERATION_STATUSES = ("in_process", "finished", "failed", "aborted")
-HOST_OPERATION_STATES = ("pending", "in_process", "done", "failed", "skipped")
 NETWORK_TYPES = ("flannel_etcd", "flannel_server")
 CONTAINER_MANAGER_TYPES = ("openshift", "kubernetes", "trivial")
 # The container runtime a cluster's hosts get; "" = the OS profile's default for the

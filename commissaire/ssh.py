@@ -18,15 +18,16 @@ from typing import Any
 import asyncssh
 
 from commissaire import errors
+from commissaire.outcomes import Outcome
 from commissaire.reach import ANYWHERE, Reach, log_safe, unreachable_reason
 from commissaire.secrets import ExpiringCache
 
 logger = logging.getLogger(__name__)
 
-REACHABLE = "ok"
-UNREACHABLE = "unreachable"
-AUTH_FAILED = "auth_failed"
-HOST_KEY_MISMATCH = "host_key_mismatch"
+REACHABLE = Outcome.OK
+UNREACHABLE = Outcome.UNREACHABLE
+AUTH_FAILED = Outcome.AUTH_FAILED
+HOST_KEY_MISMATCH = Outcome.HOST_KEY_MISMATCH
 
 BOOT_ID_COMMAND = "cat /proc/sys/kernel/random/boot_id"
 

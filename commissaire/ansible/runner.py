@@ -37,6 +37,7 @@ from typing import Any
 import ansible_runner
 import yaml
 
+from commissaire.outcomes import Outcome
 from commissaire.reach import Reach, log_safe, unreachable_reason
 from commissaire.ssh import ProbeTarget
 
@@ -44,12 +45,12 @@ logger = logging.getLogger(__name__)
 
 PLAYBOOKS = Path(__file__).resolve().parent / "playbooks"  # package data (repo: ./playbooks links here)
 
-OK = "ok"
-UNREACHABLE = "unreachable"
-AUTH_FAILED = "auth_failed"
-HOST_KEY_MISMATCH = "host_key_mismatch"
-FAILED = "failed"
-HOST_KEY_NOT_PINNED = "host_key_not_pinned"
+OK = Outcome.OK
+UNREACHABLE = Outcome.UNREACHABLE
+AUTH_FAILED = Outcome.AUTH_FAILED
+HOST_KEY_MISMATCH = Outcome.HOST_KEY_MISMATCH
+FAILED = Outcome.FAILED
+HOST_KEY_NOT_PINNED = Outcome.HOST_KEY_NOT_PINNED
 
 #: The OS profiles of playbooks/os/ (also listed in playbooks/vars/profiles.yml):
 #: the only values `commissaire_os` ever takes.
