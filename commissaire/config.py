@@ -20,28 +20,48 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message says which key and why."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServerConfig:
+    """The REST server's settings (and the all-in-one's), from the JSON file and
+    flags (seed chapter 3), parsed once by load_server_config; each field's file
+    key is its name with "-" for "_"."""
+
     listen_interface: str = "127.0.0.1"
+    """address to listen on"""
     listen_port: int = 8000
+    """TCP port to listen on"""
     tls_pemfile: str | None = None
+    """certificate and key in one PEM file; none: plain HTTP"""
     tls_clientverifyfile: str | None = None
+    """CAs that client certificates are verified against (needs tls-pemfile)"""
     authentication_plugins: list[dict[str, Any]] = field(default_factory=list)
+    """authentication plugins, tried in order: {"name": module, ...options}"""
     self_auths: list[str] = field(default_factory=list)
+    """URI paths that skip authentication (open to anyone)"""
     bus_uri: str = "redis://127.0.0.1:6379/"
+    """the message bus (kombu URL)"""
     bus_exchange: str = "commissaire"
+    """the bus exchange"""
     bus_timeout: float = 10.0
+    """seconds a bus call waits before the request gets a 504"""
     trusted_proxies: list[str] = field(default_factory=list)
+    """proxies whose X-Forwarded-For is believed for self-registration"""
     workers: int = 2
+    """gunicorn worker processes"""
     threads: int = 10
+    """request threads per worker; they mostly wait on the bus"""
     data_dir: str = "./var/commissaire"
+    """the all-in-one's store and secrets key"""
     page_limit: int = 1000
-    # Limits on what a client may send and how long it may take (commissaire_http.worker).
+    """largest page a list answers"""
     max_body_size: int = 1024 * 1024
+    """largest request body accepted; larger is 413, never read (commissaire_http.worker)"""
     request_read_timeout: float = 10.0
-    # Failed authentications a client address (and a user name) may have per window.
+    """seconds a client has to send a whole request"""
     auth_failure_limit: int = 10
+    """failed authentications per client address (and user name) per window, then 429"""
     auth_failure_window: float = 60.0
+    """seconds over which failed authentications are counted"""
 
     def validate(self) -> None:
         if not 0 < int(self.listen_port) < 65536:
@@ -170,10 +190,10 @@ def load_server_config(args: argparse.Namespace) -> ServerConfig:
         if given is not None:
             values[attr] = given
     try:
+        for attr, kind in (("listen_port", int), ("workers", int), ("bus_timeout", float)):
+            if attr in values:
+                values[attr] = kind(values[attr])
         config = ServerConfig(**values)
-        config.listen_port = int(config.listen_port)
-        config.workers = int(config.workers)
-        config.bus_timeout = float(config.bus_timeout)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid configuration: {exc}") from None
     config.validate()

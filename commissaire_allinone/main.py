@@ -7,6 +7,7 @@ Takes the same configuration file and flags as commissaire-server.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -108,9 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"commissaire-allinone: {exc}", file=sys.stderr)
         return 2
-    if args.data_dir:
-        config.data_dir = args.data_dir
-    config.data_dir = str(Path(config.data_dir).resolve())
+    config = dataclasses.replace(
+        config, data_dir=str(Path(args.data_dir or config.data_dir).resolve()))
     from commissaire_http.server import serve
 
     scheme = "https" if config.tls_pemfile else "http"
