@@ -148,7 +148,7 @@ def cluster_get(ctx: Context, args: Args) -> int:
 
 
 def names_list(segment: str) -> Callable[[Context, Args], int]:
-    def handler(ctx: Context, args: Args) -> int:
+    def handler(ctx: Context, _args: Args) -> int:
         ctx.show(ctx.client.get(segment).data)
         return ExitStatus.OK
     return handler
@@ -339,7 +339,7 @@ def _status_table(data: dict[str, Any]) -> str:
         ("REASON", lambda r: r.get("reason"))])
 
 
-def server_status(ctx: Context, args: Args) -> int:
+def server_status(ctx: Context, _args: Args) -> int:
     """GET /status: shown even when the server says 503 (its body says what is down)."""
     answer = ctx.client.get("status", allow=(503,))
     ctx.show(answer.data, _status_table)

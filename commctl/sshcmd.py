@@ -95,7 +95,7 @@ class _Signalled(BaseException):
         self.signum = signum
 
 
-def _raise(signum: int, frame: FrameType | None) -> None:
+def _raise(signum: int, _frame: FrameType | None) -> None:
     raise _Signalled(signum)
 
 

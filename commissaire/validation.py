@@ -239,7 +239,7 @@ def _check_tree(data: Any) -> None:
             stack.extend((v, (*path, str(k))) for k, v in items)
 
 
-def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
     """`pattern`, with ECMA's meaning of an anchored pattern: the whole string."""
     if not validator.is_type(instance, "string"):
         return

@@ -159,8 +159,8 @@ class StrictQuery:
         self.allowed = {(route["path"], method): set(doc.get("query") or ())
                         for route in table for method, doc in route["methods"].items()}
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response,
-                         resource: Any, params: dict[str, Any]) -> None:
+    def process_resource(self, req: falcon.Request, _resp: falcon.Response,
+                         _resource: Any, _params: dict[str, Any]) -> None:
         allowed = self.allowed.get((req.uri_template or "", req.method))
         if allowed is None:  # no route, or a method falcon answers itself (405, OPTIONS)
             return
@@ -187,7 +187,7 @@ class RequestId:
 
 
 def _handle_commissaire_error(req: falcon.Request, resp: falcon.Response,
-                              exc: errors.CommissaireError, params: dict[str, Any]) -> None:
+                              exc: errors.CommissaireError, _params: dict[str, Any]) -> None:
     if exc.http_status >= 500 and exc.http_status not in (503, 504):
         logger.error("request %s %s failed: %s", req.method, req.path, exc.description)
     resp.status = falcon.code_to_http_status(exc.http_status)

@@ -21,7 +21,7 @@ class BodyLimit:
     def __init__(self, max_body_size: int) -> None:
         self.max_body_size = max_body_size
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
         length = req.content_length
         if length is not None and length > self.max_body_size:
             raise too_large(self.max_body_size)

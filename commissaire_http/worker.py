@@ -88,7 +88,7 @@ class OutputBuffer:
     def recv(self, size: int, *args: Any) -> bytes:
         return b"" if self.abandoned else self.sock.recv(size, *args)
 
-    def shutdown(self, how: int) -> None:
+    def shutdown(self, _how: int) -> None:
         self.abandoned = True
 
     def close(self) -> None:

@@ -83,7 +83,7 @@ class Service:
     def exposed(self) -> list[str]:
         return sorted(self._methods)
 
-    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+    def dispatch(self, method: str, params: dict[str, Any], _context: dict[str, Any]) -> Any:
         handler = self._notifications.get(method)
         if handler is not None:
             notified, _private, pass_key = handler

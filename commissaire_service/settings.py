@@ -68,13 +68,13 @@ class ServiceSettings:
                 hint = f"did you mean {near[0]}?" if near else f"settings: {', '.join(sorted(known))}"
                 raise ConfigError(f"{_printable(key)}: not a setting of the {service}; {hint}")
         hints = typing.get_type_hints(cls)
-        values = {f.name: _convert(service, key, config[key], hints[f.name], f.metadata["minimum"])
+        values = {f.name: _convert(key, config[key], hints[f.name], f.metadata["minimum"])
                   for key, f in fields.items() if key in config and config[key] is not None}
         parsed = cls(**values)
-        parsed.check(service)
+        parsed.check()
         return parsed
 
-    def check(self, service: str) -> None:
+    def check(self) -> None:
         """Checks beyond each value's type (ConfigError naming the setting)."""
 
 
@@ -91,7 +91,7 @@ class SSHServiceSettings(ServiceSettings):
     def reach(self) -> Reach:
         return Reach.from_setting(list(self.ssh_allowed_networks))
 
-    def check(self, service: str) -> None:
+    def check(self) -> None:
         try:
             self.reach()
         except ValueError as exc:
@@ -155,7 +155,7 @@ class ContainerMgrSettings(ServiceSettings):
     def allowed(self) -> AllowedURLs:
         return AllowedURLs.from_setting(list(self.allowed_urls))
 
-    def check(self, service: str) -> None:
+    def check(self) -> None:
         if not all(d.startswith("/") for d in self.certificate_dirs):
             raise ConfigError("certificate-dirs: must be a list of absolute directory paths")
         try:
@@ -181,7 +181,7 @@ def _printable(value: object) -> str:
     return "".join(c if c.isprintable() else "?" for c in text)[:64]
 
 
-def _convert(service: str, key: str, value: Any, kind: Any, minimum: float | None) -> Any:
+def _convert(key: str, value: Any, kind: Any, minimum: float | None) -> Any:
     where = key
     if kind is bool:
         if not isinstance(value, bool):

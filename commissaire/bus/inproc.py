@@ -52,8 +52,8 @@ class Transport(memory.Transport):
     driver_type = "inproc"
     driver_name = "inproc"
 
-    def drain_events(self, connection: Any, timeout: float | None = None,  # type: ignore[override]
-                     **kwargs: Any) -> None:
+    def drain_events(self, _connection: Any, timeout: float | None = None,  # type: ignore[override]
+                     **_kwargs: Any) -> None:
         deadline = None if timeout is None else monotonic() + timeout
         while True:
             with _wakeup:

@@ -42,11 +42,11 @@ class Authenticator:
     def authenticate(self, req: falcon.Request) -> bool:
         raise NotImplementedError
 
-    def claimed_user(self, req: falcon.Request) -> str | None:
+    def claimed_user(self, _req: falcon.Request) -> str | None:
         """The user name the request's credentials claim (unverified), for throttling."""
         return None
 
-    def verified(self, req: falcon.Request) -> bool:
+    def verified(self, _req: falcon.Request) -> bool:
         """True when these exact credentials were verified before and that is known
         at no cost (a cache hit). Such a request is admitted even when throttled."""
         return False
@@ -96,7 +96,7 @@ class AuthMiddleware:
         # (app.py turns that on); stripping again here would open more than it routes.
         return path in self.self_auths
 
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
         req.context.authenticated = False
         if self._skips(req.path) and req.get_header("Authorization") is None:
             # Anonymous on a self-auth path. A client certificate (no header) is

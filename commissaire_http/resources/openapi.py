@@ -142,5 +142,5 @@ class OpenAPI:
             self._document = build_document(self.routes, self.self_auths)
         return self._document
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
         resp.media = self.document

@@ -33,7 +33,7 @@ class Status(Resource):
         except errors.CommissaireError as exc:
             return {"status": "failed", "reason": exc.description, "error": type(exc).__name__}
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, _req: falcon.Request, resp: falcon.Response) -> None:
         with ThreadPoolExecutor(max_workers=len(SERVICES)) as pool:
             answers = dict(zip(SERVICES, pool.map(self._ping, SERVICES), strict=True))
         storage = answers["storage"]

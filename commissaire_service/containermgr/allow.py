@@ -160,7 +160,7 @@ class AllowedURLs:
             raise refused
 
 
-def _any_address(address: str) -> bool:
+def _any_address(_address: str) -> bool:
     return True
 
 

@@ -98,7 +98,7 @@ class TrivialManager(Manager):
     def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
         return self._result(address, unschedulable=value, changed=False)
 
-    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+    def drain(self, address: str, timeout: float) -> dict[str, Any]:  # noqa: ARG002  (no pods to wait for)
         return self._result(address, unschedulable=True, evicted=[], skipped=[])
 
 

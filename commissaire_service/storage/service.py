@@ -104,12 +104,12 @@ class _OperationLocks:
         return {"acquired": False, "held_by": held.value.get("owner") if held else ""}
 
     @bus_method()
-    def keepalive_lock(self, name: str, lease: int) -> dict[str, Any]:
+    def keepalive_lock(self, name: str, lease: int) -> dict[str, Any]:  # noqa: ARG002  (callers name the lock)
         """Renew; NotFound once the lease expired (the holder must stop)."""
         return {"ttl": self._lock_handler().lease_keepalive(lease)}
 
     @bus_method()
-    def release_lock(self, name: str, lease: int) -> list[Any]:
+    def release_lock(self, name: str, lease: int) -> list[Any]:  # noqa: ARG002  (callers name the lock)
         self._lock_handler().lease_revoke(lease)
         return []
 
@@ -120,7 +120,7 @@ class StorageService(_OperationLocks, Service):
     def __init__(self, repository: Repository, notify: Notify | None = None) -> None:
         super().__init__()
         self.repo = repository
-        self._notify = notify or (lambda key, params: None)
+        self._notify = notify or (lambda _key, _params: None)
 
     def health(self) -> dict[str, Any]:
         for handler in self.repo.handlers.all():
@@ -477,13 +477,13 @@ class StorageService(_OperationLocks, Service):
         address = validate_address(address)
         self._membership_change(
             name, [address],
-            lambda c, h: c.hostset if address in c.hostset else [*c.hostset, address])
+            lambda c, _h: c.hostset if address in c.hostset else [*c.hostset, address])
         return [address]
 
     @bus_method()
     def cluster_remove_host(self, name: str, address: str) -> list[Any]:
         address = validate_address(address)
-        self._membership_change(name, [], lambda c, h: [a for a in c.hostset if a != address])
+        self._membership_change(name, [], lambda c, _h: [a for a in c.hostset if a != address])
         return []
 
     @bus_method()
@@ -492,7 +492,7 @@ class StorageService(_OperationLocks, Service):
         old = [validate_address(a, "old") for a in old]
         new = list(dict.fromkeys(validate_address(a, "new") for a in new))
 
-        def decide(cluster: Cluster, hosts: dict[str, Host]) -> list[str]:
+        def decide(cluster: Cluster, _hosts: dict[str, Host]) -> list[str]:
             if sorted(old) != sorted(cluster.hostset):
                 raise errors.Conflict(
                     "the cluster's host list is no longer the 'old' list given; "

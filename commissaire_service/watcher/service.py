@@ -103,7 +103,7 @@ class WatcherService(Service):
             self._creds.pop((record["address"], record.get("uid", "")))
 
     @on_notification("notify.watcher.heartbeat", private=True)
-    def on_heartbeat(self, instance: str, at: float) -> None:
+    def on_heartbeat(self, instance: str, at: float) -> None:  # noqa: ARG002  (a peer's clock: our own decides)
         with self._lock:
             self._peers[instance] = time.monotonic()
 
