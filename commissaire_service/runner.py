@@ -10,26 +10,14 @@ import argparse
 import logging
 import signal
 import sys
-from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from commissaire.bus import BusClient, BusServer
 from commissaire.config import ConfigError, load_service_config
+from commissaire_service.builders import ServiceKind
 from commissaire_service.service import Service
-from commissaire_service.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
-
-class Kind(Protocol):
-    """A service's settings class and builder (commissaire_service.builders.ServiceKind)."""
-
-    @property
-    def name(self) -> str: ...
-
-    def checked(self, config: Any) -> ServiceSettings: ...
-
-    @property
-    def build(self) -> Callable[[Any, BusClient], Service]: ...
 
 
 def parse_args(prog: str, argv: list[str] | None) -> argparse.Namespace:
@@ -53,7 +41,7 @@ def bus_servers(service: Service, uri: str, exchange: str, threads: int) -> list
     return servers
 
 
-def run_service(kind: Kind, argv: list[str] | None = None) -> int:
+def run_service(kind: ServiceKind, argv: list[str] | None = None) -> int:
     prog = kind.name
     args = parse_args(prog, argv)
     logging.basicConfig(level=args.log_level.upper(),

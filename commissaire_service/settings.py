@@ -21,7 +21,7 @@ from commissaire.config import ConfigError
 from commissaire.reach import Reach
 from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.investigator.settings import SCHEMA as BOOTSTRAP_SCHEMA
-from commissaire_service.investigator.settings import BootstrapSettings
+from commissaire_service.investigator.settings import BootstrapSettings, printable
 
 S = TypeVar("S", bound="ServiceSettings")
 
@@ -66,16 +66,19 @@ class ServiceSettings:
                 known = [*fields, *cls.other_keys]
                 near = difflib.get_close_matches(str(key), known, n=1, cutoff=0.8)
                 hint = f"did you mean {near[0]}?" if near else f"settings: {', '.join(sorted(known))}"
-                raise ConfigError(f"{_printable(key)}: not a setting of the {service}; {hint}")
+                raise ConfigError(f"{printable(str(key))[:64]}: not a setting of the {service}; {hint}")
         hints = typing.get_type_hints(cls)
         values = {f.name: _convert(key, config[key], hints[f.name], f.metadata["minimum"])
                   for key, f in fields.items() if key in config and config[key] is not None}
         parsed = cls(**values)
-        parsed.check()
+        try:
+            parsed.check()
+        except ValueError as exc:  # the setting's own parser names it
+            raise ConfigError(str(exc)) from None
         return parsed
 
     def check(self) -> None:
-        """Checks beyond each value's type (ConfigError naming the setting)."""
+        """Checks beyond each value's type (ValueError naming the setting)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,10 +95,7 @@ class SSHServiceSettings(ServiceSettings):
         return Reach.from_setting(list(self.ssh_allowed_networks))
 
     def check(self) -> None:
-        try:
-            self.reach()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.reach()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,10 +158,7 @@ class ContainerMgrSettings(ServiceSettings):
     def check(self) -> None:
         if not all(d.startswith("/") for d in self.certificate_dirs):
             raise ConfigError("certificate-dirs: must be a list of absolute directory paths")
-        try:
-            self.allowed()
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.allowed()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,11 +171,6 @@ class StorageSettings(ServiceSettings):
         alias="secrets_key_file")
     secrets_accept_format_1: bool = setting(
         "secrets-accept-format-1", True, "read credentials sealed by the first version's format")
-
-
-def _printable(value: object) -> str:
-    text = str(value)
-    return "".join(c if c.isprintable() else "?" for c in text)[:64]
 
 
 def _convert(key: str, value: Any, kind: Any, minimum: float | None) -> Any:

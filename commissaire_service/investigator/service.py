@@ -163,10 +163,10 @@ class InvestigatorService(Service):
         try:
             access = host_target(host, creds)
         except errors.SecretsUnavailable:
-            access = None
-        problem = check_private_key(access.private_key) if access else \
-            "the private key is not a valid SSH private key"
-        if problem or access is None:
+            self._fail(address, "the private key is not a valid SSH private key")
+            return None
+        problem = check_private_key(access.private_key)
+        if problem:
             self._fail(address, problem)
             return None
         port = access.port

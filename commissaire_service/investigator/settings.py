@@ -126,13 +126,13 @@ class BootstrapSettings:
             near = difflib.get_close_matches(str(name), list(SCHEMA["properties"]), n=1,
                                              cutoff=0.8)
             if near:
-                raise ConfigError(f"{_printable(name)}: not a setting of the investigator; "
+                raise ConfigError(f"{printable(name)}: not a setting of the investigator; "
                                   f"did you mean {near[0]}?")
         given = {name: config[name] for name in SCHEMA["properties"] if name in config}
         try:
             check_schema(SCHEMA, given)
         except ValidationError as exc:  # names the setting, never echoes its value
-            raise ConfigError(_printable(exc.description)) from None
+            raise ConfigError(printable(exc.description)) from None
         keys = {repo: {"key": _canonical_key(f"repo-keys.{repo}", entry["key"],
                                              entry["fingerprint"].upper()),
                        "fingerprint": entry["fingerprint"].upper()}
@@ -175,7 +175,7 @@ class BootstrapSettings:
         return ", ".join(parts) or "none (the playbooks' defaults)"
 
 
-def _printable(text: str) -> str:
+def printable(text: str) -> str:
     """One line: a setting's name as the admin typed it, control characters escaped."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 

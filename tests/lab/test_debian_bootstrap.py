@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -250,15 +251,22 @@ def test_a_kubernetes_cluster_may_run_debian_s_own_containerd(
 
 # -- each way it cannot, and the reason ----------------------------------------------------------
 
+@contextmanager
+def flannel_changed(release_server: ReleaseServer) -> Iterator[None]:
+    """Whatever a test does to the mirror's flanneld is undone after it."""
+    try:
+        yield
+    finally:
+        release_server.add_flannel()
+
+
 def test_a_release_file_with_another_checksum_fails_the_host(
         api: Api, debian_lab: Lab, apt_repos: AptRepos, release_server: ReleaseServer) -> None:
     pinned = release_server.files[flannel_path()]
-    tampered = release_server.add(flannel_path(), "#!/bin/sh\necho not flanneld\n", 0o755)
-    try:
+    with flannel_changed(release_server):
+        tampered = release_server.add(flannel_path(), "#!/bin/sh\necho not flanneld\n", 0o755)
         api.cluster("tampered")
         host, record = api.new_host(debian_lab, apt_repos, "tampered")
-    finally:
-        release_server.add_flannel()
     assert record["status"] == "failed"
     assert record["status_reason"].endswith(
         f"flannel: {tampered.url} has sha256 {tampered.sha256}, expected {pinned.sha256} "
@@ -270,12 +278,10 @@ def test_a_release_file_with_another_checksum_fails_the_host(
 def test_a_release_missing_from_the_mirror_fails_the_host(
         api: Api, debian_lab: Lab, apt_repos: AptRepos, release_server: ReleaseServer) -> None:
     path = flannel_path()
-    release_server.remove(path)
-    try:
+    with flannel_changed(release_server):
+        release_server.remove(path)
         api.cluster("missing-release")
         host, record = api.new_host(debian_lab, apt_repos, "missing-release")
-    finally:
-        release_server.add_flannel()
     assert record["status"] == "failed"
     assert record["status_reason"].endswith(
         f"flannel: cannot fetch {release_server.url}{path} (HTTP 404) for {OS_TEXT}; "
