@@ -1,16 +1,22 @@
 """The records Commissaire keeps, with their validation and safe serialization.
 
-A model knows its key field, the store collection it lives in, which of its
-fields are secret, and the JSON schema of what a client may send to create it.
-`to_dict()` is the full record (only the storage layer sees it); `to_safe_dict()`
-drops secrets and is the only form ever logged, sent in a notification or
-answered by a non-creds endpoint.
+Each record is an attrs class (slotted, typed: see the README's dependency
+table). What a field is for is declared on the field, once, as a `Role`: the
+serialization, the sealing of secrets at rest, the storage service's state
+updates, the input validation and the OpenAPI document all read that
+declaration. `to_dict()` is the full record (only the storage layer sees it);
+`to_safe_dict()` drops secrets and internals and is the only form ever logged,
+sent in a notification or answered by a non-creds endpoint.
 """
 from __future__ import annotations
 
 import copy
 import datetime as _dt
-from typing import Any, ClassVar
+import enum
+from collections.abc import Callable
+from typing import Any, ClassVar, Self
+
+import attrs
 
 from commissaire.errors import ValidationError
 from commissaire.states import (  # noqa: F401  (re-exported: the records' vocabulary)
@@ -60,80 +66,116 @@ def utcnow() -> str:
     return _dt.datetime.now(_dt.UTC).replace(tzinfo=None).isoformat()
 
 
+class Role(enum.Flag):
+    """What a field is for, declared on the field (`declared(...)`)."""
+
+    PLAIN = 0
+    #: Encrypted at rest (the storage layer seals it before any store handler sees it).
+    SEALED = enum.auto()
+    #: Never logged, notified or shown to clients (a creds endpoint aside).
+    HIDDEN = enum.auto()
+    #: Shown by GET; a client may echo it back in a PUT, which ignores it.
+    READ_ONLY = enum.auto()
+    #: The services record it (storage.update_host).
+    RECORDED = enum.auto()
+    #: Filled at read time, never stored.
+    DERIVED = enum.auto()
+
+    # What the records declare:
+    SECRET = SEALED | HIDDEN
+    #: Learned by the services; clients cannot set it.
+    STATE = READ_ONLY | RECORDED
+    COMPUTED = READ_ONLY | DERIVED
+    #: Stored, never shown.
+    INTERNAL = HIDDEN
+
+
+_ROLE = "commissaire.role"
+_SECRET_KEYS = "commissaire.secret_keys"
+
+
+def declared(default: Any, role: Role = Role.PLAIN, *,
+             secret_keys: tuple[str, ...] = ()) -> Any:
+    """A record field with its role. Mutable defaults are copied for each record.
+    `secret_keys`: keys of a mapping field that are secrets (sealed in place at
+    rest, masked when shown)."""
+    metadata = {_ROLE: role, _SECRET_KEYS: secret_keys}
+    if isinstance(default, (dict, list)):
+        return attrs.field(factory=_copier(default), metadata=metadata)
+    return attrs.field(default=default, metadata=metadata)
+
+
+def _copier(default: Any) -> Callable[[], Any]:
+    return lambda: copy.deepcopy(default)
+
+
+def _copied(value: Any) -> Any:
+    """Containers deep-copied (a record never shares them), scalars as they are."""
+    return copy.deepcopy(value) if isinstance(value, (dict, list)) else value
+
+
+@attrs.define(kw_only=True, repr=False)
 class Model:
-    """Base of every record. Subclasses declare fields and defaults."""
+    """Base of every record. Subclasses declare fields with `declared` and these."""
 
     kind: ClassVar[str] = ""
     key_field: ClassVar[str] = "name"
     collection: ClassVar[str] = ""
-    # Field name -> default value (deep-copied for each instance).
-    defaults: ClassVar[dict[str, Any]] = {}
-    secret_fields: ClassVar[tuple[str, ...]] = ()
-    # Fields computed at read time: shown to clients, never stored.
-    computed_fields: ClassVar[tuple[str, ...]] = ()
-    # Fields kept in the store but not shown to clients.
-    internal_fields: ClassVar[tuple[str, ...]] = ()
     # JSON schema of a create (PUT) body.
     input_schema: ClassVar[dict[str, Any]] = {"type": "object"}
-    # Fields a client may echo back from a GET in a PUT body; ignored on input.
-    read_only_fields: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, **data: Any) -> None:
-        unknown = set(data) - set(self.defaults)
-        if unknown:
-            raise ValidationError(
-                f"unknown field for {self.kind}", field=sorted(unknown)[0]
-            )
-        values = copy.deepcopy(self.defaults)
-        values.update(data)
-        self.__dict__["_data"] = values
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return _names(cls)
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.__dict__["_data"][name]
-        except KeyError:
-            raise AttributeError(name) from None
+    @classmethod
+    def names(cls, role: Role) -> tuple[str, ...]:
+        """The fields declared with (at least) this role."""
+        return _names(cls, role)
 
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name not in self.defaults:
-            raise AttributeError(f"{self.kind} has no field {name!r}")
-        self._data[name] = value
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is type(self) and other.to_dict() == self.to_dict()
+    @classmethod
+    def secret_keys(cls) -> dict[str, tuple[str, ...]]:
+        """Mapping fields -> their keys that are secrets."""
+        return _secret_keys(cls)
 
     def __repr__(self) -> str:
         return f"{self.kind}({self.to_safe_dict()!r})"
 
     @property
     def key(self) -> str:
-        return str(self._data[self.key_field])
+        return str(getattr(self, self.key_field))
 
     def to_dict(self) -> dict[str, Any]:
         """The full record, secrets included. Only for the storage layer."""
-        return copy.deepcopy(self._data)
+        return {name: _copied(getattr(self, name)) for name in self.field_names()}
 
     def to_stored_dict(self) -> dict[str, Any]:
         """What the store keeps: everything but computed fields."""
-        data = self.to_dict()
-        for name in self.computed_fields:
-            data.pop(name, None)
-        return data
+        derived = self.names(Role.DERIVED)
+        return {name: _copied(getattr(self, name))
+                for name in self.field_names() if name not in derived}
 
     def to_safe_dict(self) -> dict[str, Any]:
-        """The record without secrets or internals: what clients and logs see."""
-        data = self.to_dict()
-        for name in self.secret_fields + self.internal_fields:
-            data.pop(name, None)
+        """The record without secrets or internals (secret keys of a mapping masked):
+        what clients and logs see."""
+        hidden = self.names(Role.HIDDEN)
+        data = {name: _copied(getattr(self, name))
+                for name in self.field_names() if name not in hidden}
+        for name, keys in self.secret_keys().items():
+            shown = data.get(name)
+            for key in keys:
+                if isinstance(shown, dict) and key in shown:
+                    shown[key] = "******"
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Model:
+    def from_dict(cls, data: dict[str, Any]) -> Self:
         """Rebuild a record from stored data, ignoring fields this version dropped."""
-        return cls(**{k: v for k, v in data.items() if k in cls.defaults})
+        known = cls.field_names()
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Model:
+    def from_input(cls, key: str, body: Any) -> Self:
         """Validate a client's create body for the record named `key`."""
         if body is None:  # no body at all: every field takes its default
             body = {}
@@ -146,8 +188,11 @@ class Model:
             raise ValidationError(
                 f"does not match the {cls.key_field} in the URL ({key!r})", field=cls.key_field
             )
-        for name in cls.read_only_fields:
+        for name in cls.names(Role.READ_ONLY):
             body.pop(name, None)
+        unknown = set(body) - set(cls.field_names())
+        if unknown:
+            raise ValidationError(f"unknown field for {cls.kind}", field=sorted(unknown)[0])
         record = cls(**{cls.key_field: key, **body})
         record.validate()
         return record
@@ -155,6 +200,26 @@ class Model:
     def validate(self) -> None:
         """Checks beyond the JSON schema. Subclasses extend."""
         validate_name(self.key, field=self.key_field)
+
+
+_NAMES: dict[tuple[type[Model], Role | None], tuple[str, ...]] = {}
+
+
+def _names(cls: type[Model], role: Role | None = None) -> tuple[str, ...]:
+    """Field names (with the role, if given), read from the declarations once."""
+    try:
+        return _NAMES[(cls, role)]
+    except KeyError:
+        pass
+    names = tuple(a.name for a in attrs.fields(cls)
+                  if role is None or role in a.metadata.get(_ROLE, Role.PLAIN))
+    _NAMES[(cls, role)] = names
+    return names
+
+
+def _secret_keys(cls: type[Model]) -> dict[str, tuple[str, ...]]:
+    return {a.name: a.metadata[_SECRET_KEYS] for a in attrs.fields(cls)
+            if a.metadata.get(_SECRET_KEYS)}
 
 
 def _object_schema(properties: dict[str, Any], required: tuple[str, ...] = (),
@@ -193,54 +258,34 @@ _ABS_PATH = string(ABS_PATH, 4096, description="an absolute path of letters, dig
 _ECHOED_KEY = "must equal the {} in the URL; shown by GET"
 
 
+@attrs.define(kw_only=True, repr=False)
 class Host(Model):
     """A managed host. Status fields are set by Commissaire, facts by investigation."""
 
-    kind = "Host"
-    key_field = "address"
-    collection = "hosts"
-    defaults = {
-        "address": "",
-        "status": "investigating",
-        "os": "",
-        "cpus": 0,
-        "memory": 0,  # KiB, as the kernel reports MemTotal
-        "space": 0,  # KiB free on the root filesystem
-        "last_check": None,
-        "source": "",
-        "ssh_port": 22,
-        "status_reason": "",
-        "host_key_fingerprint": "",
-        "ssh_host_key": "",  # the host key pinned at registration (public)
-        "bootstrapped": False,  # set once bootstrap succeeded: the watcher checks only these
-        # Kept by the storage service in the same transaction as the cluster's hostset.
-        "cluster": "",
-        # The record's incarnation: a uuid4 hex the storage service sets at creation
-        # (never from the API); services name it in updates. "" = stored before uids.
-        "uid": "",
-    }
-    read_only_fields = (
-        "status", "os", "cpus", "memory", "space", "last_check",
-        "status_reason", "host_key_fingerprint", "ssh_host_key", "bootstrapped", "uid",
-    )
-    input_schema = _object_schema(
-        {
-            "ssh_priv_key": _PRIVATE_KEY,
-            "remote_user": _USER,
-            "cluster": string(f"(?:{NAME})?", description="the name of an existing cluster, "
-                              "or empty for none"),
-            "ssh_port": _PORT,
-            "source": string(f"(?:{STORE_SOURCE})?", description="the short name of a "
-                             "configured storage handler, or empty for the default"),
-            # The seed's curl walkthrough sends the address as "host".
-            "host": {**ADDRESS_SCHEMA, "readOnly": True,
-                     "description": _ECHOED_KEY.format("address")},
-            "address": {**ADDRESS_SCHEMA, "readOnly": True,
-                        "description": _ECHOED_KEY.format("address")},
-        },
-        required=("ssh_priv_key",),
-        read_only=read_only_fields,
-    )
+    kind: ClassVar[str] = "Host"
+    key_field: ClassVar[str] = "address"
+    collection: ClassVar[str] = "hosts"
+
+    address: str = declared("")
+    status: str = declared(HostState.INVESTIGATING.value, Role.STATE)
+    os: str = declared("", Role.STATE)
+    cpus: int = declared(0, Role.STATE)
+    memory: int = declared(0, Role.STATE)  # KiB, as the kernel reports MemTotal
+    space: int = declared(0, Role.STATE)  # KiB free on the root filesystem
+    last_check: str | None = declared(None, Role.STATE)
+    source: str = declared("")
+    # Given by the client; a service may record a change too (not read-only).
+    ssh_port: int = declared(22, Role.RECORDED)
+    status_reason: str = declared("", Role.STATE)
+    host_key_fingerprint: str = declared("", Role.STATE)
+    ssh_host_key: str = declared("", Role.STATE)  # the host key pinned at registration (public)
+    # Set once bootstrap succeeded: the watcher checks only these.
+    bootstrapped: bool = declared(False, Role.STATE)
+    # Kept by the storage service in the same transaction as the cluster's hostset.
+    cluster: str = declared("")
+    # The record's incarnation: a uuid4 hex the storage service sets at creation
+    # (never from the API); services name it in updates. "" = stored before uids.
+    uid: str = declared("", Role.READ_ONLY)
 
     def validate(self) -> None:
         validate_address(self.address, field="address")
@@ -268,7 +313,7 @@ class Host(Model):
             given = body.pop(alias, None)
             if given is not None and validate_address(given, alias) != address:
                 raise ValidationError(f"does not match the address in the URL ({address!r})", field=alias)
-        for name in cls.read_only_fields:
+        for name in cls.names(Role.READ_ONLY):
             body.pop(name, None)
         creds = HostCreds(
             address=address,
@@ -284,15 +329,40 @@ class Host(Model):
         return host, creds, cluster
 
 
+Host.input_schema = _object_schema(
+    {
+        "ssh_priv_key": _PRIVATE_KEY,
+        "remote_user": _USER,
+        "cluster": string(f"(?:{NAME})?", description="the name of an existing cluster, "
+                          "or empty for none"),
+        "ssh_port": _PORT,
+        "source": string(f"(?:{STORE_SOURCE})?", description="the short name of a "
+                         "configured storage handler, or empty for the default"),
+        # The seed's curl walkthrough sends the address as "host".
+        "host": {**ADDRESS_SCHEMA, "readOnly": True,
+                 "description": _ECHOED_KEY.format("address")},
+        "address": {**ADDRESS_SCHEMA, "readOnly": True,
+                    "description": _ECHOED_KEY.format("address")},
+    },
+    required=("ssh_priv_key",),
+    read_only=Host.names(Role.READ_ONLY),
+)
+
+
+@attrs.define(kw_only=True, repr=False)
 class HostCreds(Model):
     """What it takes to reach a host over SSH. Encrypted at rest, never logged."""
 
-    kind = "HostCreds"
-    key_field = "address"
-    collection = "secrets/hosts"
-    # uid: the incarnation of the host these belong to (bound into the encryption).
-    defaults = {"address": "", "ssh_priv_key": "", "remote_user": "root", "uid": ""}
-    secret_fields = ("ssh_priv_key",)
+    kind: ClassVar[str] = "HostCreds"
+    key_field: ClassVar[str] = "address"
+    collection: ClassVar[str] = "secrets/hosts"
+
+    address: str = declared("")
+    ssh_priv_key: str = declared("", Role.SECRET)
+    # Sealed with the key (who holds it is no one's business), shown with the record.
+    remote_user: str = declared("root", Role.SEALED)
+    # The incarnation of the host these belong to (bound into the encryption).
+    uid: str = declared("")
 
     def validate(self) -> None:
         validate_address(self.address, field="address")
@@ -304,46 +374,25 @@ class HostCreds(Model):
         validate_pattern(self.remote_user, USER_NAME, "remote_user", _USER["description"])
 
 
+@attrs.define(kw_only=True, repr=False)
 class Cluster(Model):
     """A group of like hosts. `hostset` holds the members; status is computed."""
 
-    kind = "Cluster"
-    collection = "clusters"
-    defaults = {
-        "name": "",
-        "status": "ok",
-        "network": "default",
-        "container_manager": "",
-        # "" (stored before the field existed, or not given): the profile's default.
-        "container_runtime": "",
-        "hosts": {"total": 0, "available": 0, "unavailable": 0},
-        "hostset": [],
-    }
-    computed_fields = ("status", "hosts")
-    internal_fields = ("hostset",)
-    read_only_fields = ("status", "hosts", "hostset")
-    input_schema = _object_schema(
-        {
-            "name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
-            "network": {**NAME_SCHEMA, "description": "the name of an existing network "
-                        "(default: default)"},
-            "container_manager": {
-                "anyOf": [string(f"(?:{NAME})?"), {"type": "null"}],
-                "description": "the name of an existing container manager; empty or null "
-                "for none"},
-            "container_runtime": string(
-                "(?:" + "|".join(r for r in CONTAINER_RUNTIMES if r) + ")?",
-                description="docker, containerd or cri-o, or empty for the OS profile's "
-                "default; with a kubernetes container manager containerd or cri-o, with "
-                "openshift cri-o"),
-            # Removed in seed 0.1.0 in favour of container_manager; tolerated.
-            "type": {"readOnly": True, "description": "removed in 0.1.0; ignored"},
-        },
-        read_only=read_only_fields,
-    )
+    kind: ClassVar[str] = "Cluster"
+    collection: ClassVar[str] = "clusters"
+
+    name: str = declared("")
+    status: str = declared(ClusterState.OK.value, Role.COMPUTED)
+    network: str = declared("default")
+    container_manager: str = declared("")
+    # "" (stored before the field existed, or not given): the profile's default.
+    container_runtime: str = declared("")
+    hosts: dict[str, int] = declared({"total": 0, "available": 0, "unavailable": 0},
+                                     Role.COMPUTED)
+    hostset: list[str] = declared([], Role.INTERNAL | Role.READ_ONLY)
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Model:
+    def from_input(cls, key: str, body: Any) -> Self:
         if isinstance(body, dict) and "type" in body:
             body = {k: v for k, v in body.items() if k != "type"}
         if isinstance(body, dict) and body.get("container_manager") is None:
@@ -392,25 +441,51 @@ class Cluster(Model):
         return self
 
 
+Cluster.input_schema = _object_schema(
+    {
+        "name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
+        "network": {**NAME_SCHEMA, "description": "the name of an existing network "
+                    "(default: default)"},
+        "container_manager": {
+            "anyOf": [string(f"(?:{NAME})?"), {"type": "null"}],
+            "description": "the name of an existing container manager; empty or null "
+            "for none"},
+        "container_runtime": string(
+            "(?:" + "|".join(r for r in CONTAINER_RUNTIMES if r) + ")?",
+            description="docker, containerd or cri-o, or empty for the OS profile's "
+            "default; with a kubernetes container manager containerd or cri-o, with "
+            "openshift cri-o"),
+        # Removed in seed 0.1.0 in favour of container_manager; tolerated.
+        "type": {"readOnly": True, "description": "removed in 0.1.0; ignored"},
+    },
+    read_only=Cluster.names(Role.READ_ONLY),
+)
+
+
+@attrs.define(kw_only=True, repr=False)
 class Network(Model):
     """Network configuration handed to flannel on the hosts of a cluster."""
 
-    kind = "Network"
-    collection = "networks"
-    defaults = {"name": "", "type": "flannel_etcd", "options": {}}
+    kind: ClassVar[str] = "Network"
+    collection: ClassVar[str] = "networks"
+
+    name: str = declared("")
+    type: str = declared("flannel_etcd")
+    options: dict[str, Any] = declared({})
+
     # The options each network type takes, typed: they end up in files on the hosts.
-    _server_options = _object_schema(
+    _server_options: ClassVar[dict[str, Any]] = _object_schema(
         {"address": string(HOST_PORT, 300, description="host:port of the flannel server "
                            "(an IPv6 address in brackets), port 1-65535")},
         required=("address",))
-    _etcd_options = _object_schema({
+    _etcd_options: ClassVar[dict[str, Any]] = _object_schema({
         "etcd_server_url": string(f"{URL}(?:,{URL}){{0,15}}", URL_MAX, description=(
             "one or more comma-separated http(s) URLs of etcd (default: the store's)")),
         "flannel_key": {**_ABS_PATH, "maxLength": 256,
                         "description": "the etcd key prefix of flannel's configuration "
                         "(default /atomic.io/network): " + _ABS_PATH["description"]},
     })
-    input_schema = {
+    input_schema: ClassVar[dict[str, Any]] = {
         **_object_schema(
             {"name": {**NAME_SCHEMA, "readOnly": True,
                       "description": _ECHOED_KEY.format("name")},
@@ -428,18 +503,21 @@ class Network(Model):
         check_schema(self.input_schema, {"type": self.type, "options": self.options})
 
 
+@attrs.define(kw_only=True, repr=False)
 class ContainerManagerConfig(Model):
     """How to reach a Kubernetes/OpenShift API (or `trivial`: no manager)."""
 
-    kind = "ContainerManagerConfig"
-    collection = "container_managers"
-    # uid: the incarnation, set by the storage service (bound into the token's encryption).
-    defaults = {"name": "", "type": "", "options": {}, "uid": ""}
-    internal_fields = ("uid",)
-    read_only_fields = ("uid",)
-    # Options that are credentials: encrypted at rest, hidden from GET.
-    secret_options: ClassVar[tuple[str, ...]] = ("token",)
-    _options = {
+    kind: ClassVar[str] = "ContainerManagerConfig"
+    collection: ClassVar[str] = "container_managers"
+
+    name: str = declared("")
+    type: str = declared("")
+    # The token is a credential: sealed at rest, masked by GET.
+    options: dict[str, Any] = declared({}, secret_keys=("token",))
+    # The incarnation, set by the storage service (bound into the token's encryption).
+    uid: str = declared("", Role.INTERNAL | Role.READ_ONLY)
+
+    _options: ClassVar[dict[str, Any]] = {
         **_object_schema({
             "server_url": {**_URL, "description": "the API server: " + _URL["description"]},
             "apiserver": {**_URL, "description": "the seed's name of server_url"},
@@ -456,32 +534,27 @@ class ContainerManagerConfig(Model):
         }),
         "dependentRequired": {"client_key": ["client_certificate"]},
     }
-    input_schema = {
-        **_object_schema(
-            {"name": {**NAME_SCHEMA, "readOnly": True,
-                      "description": _ECHOED_KEY.format("name")},
-             "type": {"enum": list(CONTAINER_MANAGER_TYPES)},
-             "options": _options},
-            required=("type",), read_only=read_only_fields),
-        # kubernetes/openshift need the API server's URL (trivial uses no option).
-        "if": {"properties": {"type": {"enum": ["kubernetes", "openshift"]}}},
-        "then": {"properties": {"options": {
-            "anyOf": [{"required": ["server_url"]}, {"required": ["apiserver"]}]}},
-            "required": ["options"]},
-    }
-
     def validate(self) -> None:
         super().validate()
         check_schema(self.input_schema, {"type": self.type, "options": self.options})
 
-    def to_safe_dict(self) -> dict[str, Any]:
-        data = super().to_safe_dict()
-        for name in self.secret_options:
-            if name in data["options"]:
-                data["options"][name] = "******"
-        return data
+
+ContainerManagerConfig.input_schema = {
+    **_object_schema(
+        {"name": {**NAME_SCHEMA, "readOnly": True,
+                  "description": _ECHOED_KEY.format("name")},
+         "type": {"enum": list(CONTAINER_MANAGER_TYPES)},
+         "options": ContainerManagerConfig._options},
+        required=("type",), read_only=ContainerManagerConfig.names(Role.READ_ONLY)),
+    # kubernetes/openshift need the API server's URL (trivial uses no option).
+    "if": {"properties": {"type": {"enum": ["kubernetes", "openshift"]}}},
+    "then": {"properties": {"options": {
+        "anyOf": [{"required": ["server_url"]}, {"required": ["apiserver"]}]}},
+        "required": ["options"]},
+}
 
 
+@attrs.define(kw_only=True, repr=False)
 class ClusterOperation(Model):
     """A rolling operation over the hosts of a cluster (restart/upgrade/deploy).
 
@@ -489,19 +562,20 @@ class ClusterOperation(Model):
     seed's lists (`restarted`, `in_process`, ...) are derived from it.
     """
 
-    key_field = "name"
     operation: ClassVar[str] = ""
     done_list: ClassVar[str] = ""
-    defaults = {
-        "name": "",
-        "status": "in_process",
-        "started_at": None,
-        "finished_at": None,
-        "hosts": {},
-        "options": {},
-        "reason": "",
-    }
-    read_only_fields = ("status", "in_process", "started_at", "finished_at", "hosts", "reason")
+    # Lists derived from `hosts` by to_safe_dict (besides `done_list`).
+    derived_lists: ClassVar[tuple[str, ...]] = ("in_process",)
+
+    name: str = declared("")
+    status: str = declared(OperationState.IN_PROCESS.value, Role.STATE)
+    started_at: str | None = declared(None, Role.STATE)
+    finished_at: str | None = declared(None, Role.STATE)
+    # address -> {"state", timestamps, "reason", "events"}
+    hosts: dict[str, dict[str, Any]] = declared({}, Role.STATE)
+    options: dict[str, Any] = declared({})
+    reason: str = declared("", Role.STATE)
+
     # The rolling options, bounded.
     option_schemas: ClassVar[dict[str, Any]] = {
         "max_unavailable": {
@@ -515,25 +589,25 @@ class ClusterOperation(Model):
         "drain": {"type": "boolean"},
         "drain_timeout": {"type": "integer", "minimum": 1, "maximum": 86400},
     }
-    input_schema = _object_schema(
-        {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
-         **option_schemas},
-        read_only=read_only_fields,
-    )
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Model:
+    def read_only_names(cls) -> tuple[str, ...]:
+        """What a client may echo back from a GET: the state and the derived lists."""
+        return (*cls.names(Role.READ_ONLY), *cls.derived_lists, cls.done_list)
+
+    @classmethod
+    def from_input(cls, key: str, body: Any) -> Self:
         """The PUT body holds the rolling options (and, for a deploy, the version)."""
         body = {} if body is None else body
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
         check_schema(cls.input_schema, body)
-        ignored = set(cls.read_only_fields) | {cls.done_list}
+        ignored = set(cls.read_only_names())
         body = {k: v for k, v in body.items() if k not in ignored}
         echoed = body.pop("name", None)
         if echoed is not None and echoed != key:
             raise ValidationError(f"does not match the cluster in the URL ({key!r})", field="name")
-        top = {k: body.pop(k) for k in list(body) if k in cls.defaults}
+        top = {k: body.pop(k) for k in list(body) if k in cls.field_names()}
         record = cls(name=key, options=body, **top)
         record.validate()
         return record
@@ -557,34 +631,41 @@ def _operation_schema(done_list: str, extra: dict[str, Any] | None = None,
     return _object_schema(
         {"name": {**NAME_SCHEMA, "readOnly": True, "description": _ECHOED_KEY.format("name")},
          **ClusterOperation.option_schemas, **(extra or {})},
-        required=required, read_only=(*ClusterOperation.read_only_fields, done_list))
+        required=required, read_only=(*ClusterOperation.names(Role.READ_ONLY),
+                                      *ClusterOperation.derived_lists, done_list))
 
 
+@attrs.define(kw_only=True, repr=False)
 class ClusterRestart(ClusterOperation):
-    kind = "ClusterRestart"
-    operation = "restart"
-    done_list = "restarted"
-    collection = "cluster_ops/restart"
-    input_schema = _operation_schema(done_list)
+    kind: ClassVar[str] = "ClusterRestart"
+    operation: ClassVar[str] = "restart"
+    done_list: ClassVar[str] = "restarted"
+    collection: ClassVar[str] = "cluster_ops/restart"
+    input_schema: ClassVar[dict[str, Any]] = _operation_schema(done_list)
 
 
+@attrs.define(kw_only=True, repr=False)
 class ClusterUpgrade(ClusterOperation):
-    kind = "ClusterUpgrade"
-    operation = "upgrade"
-    done_list = "upgraded"
-    collection = "cluster_ops/upgrade"
-    input_schema = _operation_schema(done_list)
+    kind: ClassVar[str] = "ClusterUpgrade"
+    operation: ClassVar[str] = "upgrade"
+    done_list: ClassVar[str] = "upgraded"
+    collection: ClassVar[str] = "cluster_ops/upgrade"
+    input_schema: ClassVar[dict[str, Any]] = _operation_schema(done_list)
 
 
+@attrs.define(kw_only=True, repr=False)
 class ClusterDeploy(ClusterOperation):
-    kind = "ClusterDeploy"
-    operation = "deploy"
-    done_list = "deployed"
-    collection = "cluster_ops/deploy"
-    defaults = {**ClusterOperation.defaults, "version": ""}
-    _version = string(VERSION, description="1-128 letters, digits and ._:+~-, starting "
+    kind: ClassVar[str] = "ClusterDeploy"
+    operation: ClassVar[str] = "deploy"
+    done_list: ClassVar[str] = "deployed"
+    collection: ClassVar[str] = "cluster_ops/deploy"
+
+    version: str = declared("")
+
+    _version: ClassVar[dict[str, Any]] = string(VERSION, description="1-128 letters, digits and ._:+~-, starting "
                       "with a letter or digit (an OSTree version or a package version)")
-    input_schema = _operation_schema(done_list, {"version": _version}, required=("version",))
+    input_schema: ClassVar[dict[str, Any]] = _operation_schema(
+        done_list, {"version": _version}, required=("version",))
 
     def validate(self) -> None:
         super().validate()
@@ -592,29 +673,33 @@ class ClusterDeploy(ClusterOperation):
         validate_pattern(self.version, VERSION, "version", self._version["description"])
 
 
+@attrs.define(kw_only=True, repr=False)
 class OperationLock(Model):
     """Who runs an operation: held under a store lease, gone when its holder dies."""
 
-    kind = "OperationLock"
-    collection = "locks/cluster_ops"
-    defaults = {"name": "", "owner": "", "lease": 0, "acquired_at": None}
+    kind: ClassVar[str] = "OperationLock"
+    collection: ClassVar[str] = "locks/cluster_ops"
+
+    name: str = declared("")
+    owner: str = declared("")
+    lease: int = declared(0)
+    acquired_at: str | None = declared(None)
 
     def validate(self) -> None:
         return None
 
 
+@attrs.define(kw_only=True, repr=False)
 class HostStatus(Model):
     """The combined status of a host and of its node in the container manager."""
 
-    kind = "HostStatus"
-    key_field = "address"
-    collection = ""
-    defaults = {"address": "", "type": "host_only", "host": {}, "container_manager": {}}
+    kind: ClassVar[str] = "HostStatus"
+    key_field: ClassVar[str] = "address"
 
-    def to_safe_dict(self) -> dict[str, Any]:
-        data = super().to_safe_dict()
-        data.pop("address", None)
-        return data
+    address: str = declared("", Role.INTERNAL)  # named by the URL, not repeated
+    type: str = declared("host_only")
+    host: dict[str, Any] = declared({})
+    container_manager: dict[str, Any] = declared({})
 
 
 OPERATIONS: dict[str, type[ClusterOperation]] = {

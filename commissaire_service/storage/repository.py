@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 from commissaire import errors
 from commissaire.models import Model, model_class
@@ -16,6 +16,7 @@ from commissaire.storage.base import ABSENT, StoreHandler, Txn
 from commissaire_service.storage.sealing import Box, seal, unseal
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Model)
 RETRIES = 20
 
 
@@ -44,6 +45,21 @@ class Handlers(Protocol):
 
 
 logger = logging.getLogger(__name__)
+
+
+class Current(dict[tuple[str, str], Model | None]):
+    """The records a change read, by (kind, key); None where absent."""
+
+    def of(self, cls: type[M], key: str) -> M | None:
+        """The record of this class, typed (it must have been read)."""
+        record = self[(cls.kind, key)]
+        if record is not None and not isinstance(record, cls):
+            raise TypeError(f"{cls.kind} {key!r} was read as {type(record).__name__}")
+        return record
+
+
+def _resolve(kind: str | type[M]) -> type[Model]:
+    return model_class(kind) if isinstance(kind, str) else kind
 
 
 class Snapshot:
@@ -78,7 +94,7 @@ class Repository:
     def _store_key(cls: type[Model], key: str) -> str:
         return f"{cls.collection}/{key}"
 
-    def _decode(self, cls: type[Model], key: str, value: dict[str, Any]) -> Model:
+    def _decode(self, cls: type[M], key: str, value: dict[str, Any]) -> M:
         return cls.from_dict(unseal(self.box, cls.kind, key, value, self.accept_format_1))
 
     def _locate(self, kind: str, key: str, source: str) -> StoreHandler:
@@ -93,21 +109,27 @@ class Repository:
                     return handler
         return handlers[0]
 
-    def get(self, kind: str, key: str, source: str = "") -> Model | None:
-        cls = model_class(kind)
-        item = self._locate(kind, key, source).get(self._store_key(cls, key))
+    @overload
+    def get(self, kind: type[M], key: str, source: str = "") -> M | None: ...
+    @overload
+    def get(self, kind: str, key: str, source: str = "") -> Model | None: ...
+
+    def get(self, kind: str | type[Model], key: str, source: str = "") -> Model | None:
+        """The record of this class (or kind name) and key, None if absent."""
+        cls = _resolve(kind)
+        item = self._locate(cls.kind, key, source).get(self._store_key(cls, key))
         return None if item is None else self._decode(cls, key, item.value)
 
-    def require(self, kind: str, key: str, source: str = "") -> Model:
-        record = self.get(kind, key, source)
+    def require(self, cls: type[M], key: str, source: str = "") -> M:
+        record = self.get(cls, key, source)
         if record is None:
-            raise errors.NotFound(f"{_label(kind)} {key!r} does not exist")
+            raise errors.NotFound(f"{_label(cls.kind)} {key!r} does not exist")
         return record
 
-    def list_all(self, kind: str) -> list[Model]:
-        cls = model_class(kind)
+    def list_all(self, cls: type[M]) -> list[M]:
+        kind = cls.kind
         prefix = f"{cls.collection}/"
-        records: dict[str, Model] = {}
+        records: dict[str, M] = {}
         for handler in self._handlers_of(kind):
             for item in handler.list(prefix):
                 key = item.key[len(prefix):]
@@ -126,7 +148,7 @@ class Repository:
         return seen
 
     def change(self, keys: list[tuple[str, str, str]],
-               mutate: Callable[[dict[tuple[str, str], Model | None], Snapshot], T],
+               mutate: Callable[[Current, Snapshot], T],
                opaque: Collection[tuple[str, str]] = ()) -> T:
         """Read (kind, key, source) records, let `mutate` decide, commit atomically.
 
@@ -138,7 +160,7 @@ class Repository:
         """
         def attempt() -> T:
             snapshot = Snapshot()
-            current: dict[tuple[str, str], Model | None] = {}
+            current = Current()
             for kind, key, source in keys:
                 cls = model_class(kind)
                 handler = self._locate(kind, key, source)

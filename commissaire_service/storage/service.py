@@ -32,13 +32,14 @@ from commissaire.models import (
     Model,
     Network,
     OperationLock,
+    Role,
     model_class,
     utcnow,
 )
 from commissaire.storage.base import ABSENT, Txn
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.service import Service, bus_method
-from commissaire_service.storage.repository import Repository, Snapshot, settled
+from commissaire_service.storage.repository import Current, Repository, Snapshot, settled
 
 logger = logging.getLogger(__name__)
 
@@ -51,9 +52,6 @@ _IDENTITY = {
     "ContainerManagerConfig": ("type", "options"),
 }
 _SIMPLE_KINDS = tuple(_IDENTITY)
-_HOST_STATE_FIELDS = ("status", "os", "cpus", "memory", "space", "last_check",
-                      "status_reason", "host_key_fingerprint", "ssh_host_key", "ssh_port",
-                      "bootstrapped")
 
 
 def _same_settings(existing: Model, new: Model, fields: tuple[str, ...]) -> bool:
@@ -150,18 +148,18 @@ class StorageService(_OperationLocks, Service):
             return self.get_cluster(key)
         if kind == "HostCreds":
             raise errors.Forbidden("use get_creds for credentials")
-        record = self.repo.require(kind, key)
+        record = self.repo.require(model_class(kind), key)
         return record.to_dict() if reveal else record.to_safe_dict()
 
     @bus_method("list")
     def list_records(self, kind: str) -> list[dict[str, Any]]:
         if kind == "HostCreds":
             raise errors.Forbidden("credentials cannot be listed")
-        return [r.to_safe_dict() for r in self.repo.list_all(kind)]
+        return [r.to_safe_dict() for r in self.repo.list_all(model_class(kind))]
 
     @bus_method()
     def list_names(self, kind: str) -> list[str]:
-        return [r.key for r in self.repo.list_all(kind)]
+        return [r.key for r in self.repo.list_all(model_class(kind))]
 
     @bus_method()
     def create(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
@@ -176,12 +174,12 @@ class StorageService(_OperationLocks, Service):
             if new.container_manager:
                 keys.append(("ContainerManagerConfig", new.container_manager, ""))
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
+        def mutate(current: Current, snap: Snapshot) -> dict[str, Any]:
             existing = current[(kind, new.key)]
             if isinstance(new, Cluster) and new.container_manager:
                 # Enforced here, where the manager's type is read in the same
                 # transaction (the type of a manager in use cannot change).
-                manager = current[("ContainerManagerConfig", new.container_manager)]
+                manager = current.of(ContainerManagerConfig, new.container_manager)
                 if manager is not None:
                     new.check_runtime(manager.type)
             if existing is not None:
@@ -192,14 +190,14 @@ class StorageService(_OperationLocks, Service):
                     "delete it first to change it"
                 )
             if isinstance(new, Cluster):
-                if current[("Network", new.network)] is None:
+                if current.of(Network, new.network) is None:
                     raise errors.Conflict(f"network {new.network!r} does not exist")
                 if new.container_manager and current[
                         ("ContainerManagerConfig", new.container_manager)] is None:
                     raise errors.Conflict(
                         f"container manager {new.container_manager!r} does not exist")
                 new.hostset = []
-            if "uid" in type(new).defaults:
+            if isinstance(new, ContainerManagerConfig):  # the kind with an incarnation
                 new.uid = new_uid()
             snap.put(new)
             return {"created": True, "record": new}
@@ -218,12 +216,12 @@ class StorageService(_OperationLocks, Service):
         if kind not in ("Network", "ContainerManagerConfig"):
             raise errors.InvalidRequest(f"delete does not handle {kind}")
         field = "network" if kind == "Network" else "container_manager"
-        users = [c.key for c in self.repo.list_all("Cluster") if getattr(c, field) == key]
+        users = [c.key for c in self.repo.list_all(Cluster) if getattr(c, field) == key]
         if users:
             raise errors.Conflict(
                 f"{kind_label(kind)} {key!r} is used by cluster(s) {', '.join(users)}")
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+        def mutate(current: Current, snap: Snapshot) -> Model:
             record = current[(kind, key)]
             if record is None:
                 raise errors.NotFound(f"{kind_label(kind)} {key!r} does not exist")
@@ -239,15 +237,15 @@ class StorageService(_OperationLocks, Service):
 
     @bus_method()
     def get_host(self, address: str) -> dict[str, Any]:
-        return self.repo.require("Host", validate_address(address)).to_safe_dict()
+        return self.repo.require(Host, validate_address(address)).to_safe_dict()
 
     @bus_method()
     def list_hosts(self, cluster: str = "", status: str = "", limit: int = 0,
                    offset: int = 0) -> dict[str, Any]:
         """Hosts filtered by cluster and status, one page of them, and the total."""
         if cluster:
-            self.repo.require("Cluster", validate_name(cluster, "cluster"))
-        hosts = [h for h in self.repo.list_all("Host")
+            self.repo.require(Cluster, validate_name(cluster, "cluster"))
+        hosts = [h for h in self.repo.list_all(Host)
                  if (not cluster or h.cluster == cluster) and (not status or h.status == status)]
         page = hosts[offset:offset + limit] if limit else hosts[offset:]
         return {"total": len(hosts), "items": [h.to_safe_dict() for h in page]}
@@ -269,10 +267,10 @@ class StorageService(_OperationLocks, Service):
         host than the current one never open (SecretsUnavailable)."""
         address = validate_address(address)
         for _attempt in range(3):
-            host = self.repo.require("Host", address)
+            host = self.repo.require(Host, address)
             if uid is not None and host.uid != uid:
                 raise _stale(address, uid)
-            creds = self.repo.require("HostCreds", address)
+            creds = self.repo.require(HostCreds, address)
             if creds.uid == host.uid:
                 return creds.to_dict()
             # Deleted and created again between the two reads? Read again.
@@ -293,13 +291,13 @@ class StorageService(_OperationLocks, Service):
         if cluster:
             keys.append(("Cluster", validate_name(cluster, "cluster"), ""))
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> dict[str, Any]:
-            existing = current[("Host", address)]
+        def mutate(current: Current, snap: Snapshot) -> dict[str, Any]:
+            existing = current.of(Host, address)
             group = current.get(("Cluster", cluster)) if cluster else None
             if cluster and group is None:
                 raise errors.Conflict(f"cluster {cluster!r} does not exist")
             if existing is not None:
-                old_creds = current[("HostCreds", address)]
+                old_creds = current.of(HostCreds, address)
                 same_key = old_creds is not None and old_creds.ssh_priv_key == new_creds.ssh_priv_key
                 if not same_key:
                     raise errors.Conflict(f"host {address!r} already exists with other credentials")
@@ -358,12 +356,12 @@ class StorageService(_OperationLocks, Service):
         """Services record what they learned (status, facts, last_check) about the
         incarnation `uid` (StaleRecord if the host is now another one). uid=None
         (in-process callers only, never over the bus) does not check it."""
-        unknown = set(changes) - set(_HOST_STATE_FIELDS)
+        unknown = set(changes) - set(Host.names(Role.RECORDED))
         if unknown:
             raise errors.ValidationError("cannot be changed this way", field=sorted(unknown)[0])
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Host:
-            host = current[("Host", address)]
+        def mutate(current: Current, snap: Snapshot) -> Host:
+            host = current.of(Host, address)
             if not isinstance(host, Host):
                 raise errors.NotFound(f"host {address!r} does not exist")
             if uid is not None and host.uid != uid:
@@ -388,21 +386,21 @@ class StorageService(_OperationLocks, Service):
         address = validate_address(address)
 
         def attempt() -> list[Any]:
-            host = self.repo.require("Host", address)
+            host = self.repo.require(Host, address)
             keys = [("Host", address, host.source), ("HostCreds", address, "")]
             if host.cluster:
                 keys.append(("Cluster", host.cluster, ""))
 
-            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+            def mutate(current: Current, snap: Snapshot,
                        expected: str = host.cluster) -> Model:
-                record = current[("Host", address)]
+                record = current.of(Host, address)
                 if record is None:
                     raise errors.NotFound(f"host {address!r} does not exist")
                 if record.cluster != expected:
                     raise _Stale()
                 snap.delete(record)
-                if current[("HostCreds", address)] is not None:
-                    snap.delete(current[("HostCreds", address)])  # type: ignore[arg-type]
+                if current.of(HostCreds, address) is not None:
+                    snap.delete(current.of(HostCreds, address))  # type: ignore[arg-type]
                 group = current.get(("Cluster", expected)) if expected else None
                 if isinstance(group, Cluster) and address in group.hostset:
                     group.hostset = [a for a in group.hostset if a != address]
@@ -420,15 +418,14 @@ class StorageService(_OperationLocks, Service):
 
     @bus_method()
     def get_cluster(self, name: str) -> dict[str, Any]:
-        cluster = self.repo.require("Cluster", validate_name(name))
-        assert isinstance(cluster, Cluster)
-        hosts = {h.address: h.status for h in self.repo.list_all("Host") if h.cluster == name}
+        cluster = self.repo.require(Cluster, validate_name(name))
+        hosts = {h.address: h.status for h in self.repo.list_all(Host) if h.cluster == name}
         statuses = [hosts.get(a, "failed") for a in cluster.hostset]
         return cluster.with_host_statuses(statuses).to_safe_dict()
 
     @bus_method()
     def cluster_hosts(self, name: str) -> list[str]:
-        cluster = self.repo.require("Cluster", validate_name(name))
+        cluster = self.repo.require(Cluster, validate_name(name))
         return list(cluster.hostset)
 
     def _membership_change(self, name: str, addresses: list[str],
@@ -437,19 +434,18 @@ class StorageService(_OperationLocks, Service):
         name = validate_name(name)
 
         def attempt() -> list[str]:
-            cluster = self.repo.require("Cluster", name)
-            assert isinstance(cluster, Cluster)
+            cluster = self.repo.require(Cluster, name)
             involved = sorted(set(addresses) | set(cluster.hostset))
             keys = [("Cluster", name, "")] + [("Host", a, "") for a in involved]
 
-            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+            def mutate(current: Current, snap: Snapshot,
                        involved: list[str] = involved) -> list[str]:
-                group = current[("Cluster", name)]
+                group = current.of(Cluster, name)
                 if not isinstance(group, Cluster):
                     raise errors.NotFound(f"cluster {name!r} does not exist")
                 if not set(group.hostset) <= set(involved):
                     raise _Stale()
-                hosts = {a: h for a in involved if isinstance(h := current[("Host", a)], Host)}
+                hosts = {a: h for a in involved if isinstance(h := current.of(Host, a), Host)}
                 members = decide(group, hosts)
                 for address in members:
                     host = hosts.get(address)
@@ -505,27 +501,26 @@ class StorageService(_OperationLocks, Service):
         name = validate_name(name)
 
         def attempt() -> list[Any]:
-            cluster = self.repo.require("Cluster", name)
-            assert isinstance(cluster, Cluster)
+            cluster = self.repo.require(Cluster, name)
             keys = [("Cluster", name, "")] + [("Host", a, "") for a in cluster.hostset]
             keys += [(cls.kind, name, "") for cls in OPERATIONS.values()]
 
-            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+            def mutate(current: Current, snap: Snapshot,
                        members: tuple[str, ...] = tuple(cluster.hostset)) -> Model:
-                group = current[("Cluster", name)]
+                group = current.of(Cluster, name)
                 if not isinstance(group, Cluster):
                     raise errors.NotFound(f"cluster {name!r} does not exist")
                 if sorted(group.hostset) != sorted(members):
                     raise _Stale()
                 for cls in OPERATIONS.values():
-                    op = current[(cls.kind, name)]
+                    op = current.of(cls, name)
                     if op is not None and op.status == "in_process":
                         raise errors.Conflict(
                             f"cluster {name!r} has a {cls.operation} in process; abort it first")
                     if op is not None:
                         snap.delete(op)
                 for address in members:
-                    host = current[("Host", address)]
+                    host = current.of(Host, address)
                     if isinstance(host, Host) and host.cluster == name:
                         host.cluster = ""
                         snap.put(host)
@@ -552,14 +547,14 @@ class StorageService(_OperationLocks, Service):
         def attempt() -> dict[str, Any]:
             members = tuple(self.cluster_hosts(name))
 
-            def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot,
+            def mutate(current: Current, snap: Snapshot,
                        members: tuple[str, ...] = members) -> Model:
-                cluster = current[("Cluster", name)]
+                cluster = current.of(Cluster, name)
                 if not isinstance(cluster, Cluster):
                     raise errors.NotFound(f"cluster {name!r} does not exist")
                 if tuple(cluster.hostset) != members:
                     raise _Stale()
-                running = current[(kind, name)]
+                running = current.of(cls, name)
                 if running is not None and running.status == "in_process":
                     raise errors.Conflict(
                         f"a {cls.operation} of cluster {name!r} is already in process")
@@ -569,7 +564,7 @@ class StorageService(_OperationLocks, Service):
                 new.finished_at = None
                 # Each host's entry names the incarnation the operation is about.
                 new.hosts = {a: {"state": "pending", "started_at": None, "finished_at": None,
-                                 "reason": "", "uid": _uid_of(current[("Host", a)]),
+                                 "reason": "", "uid": _uid_of(current.of(Host, a)),
                                  "events": [{"at": now, "event": "pending"}]}
                              for a in members}
                 snap.put(new)
@@ -584,7 +579,7 @@ class StorageService(_OperationLocks, Service):
 
     @bus_method()
     def get_operation(self, kind: str, name: str) -> dict[str, Any]:
-        self.repo.require("Cluster", validate_name(name))
+        self.repo.require(Cluster, validate_name(name))
         cls = model_class(kind)
         record = self.repo.get(kind, name)
         if record is None:
@@ -597,7 +592,7 @@ class StorageService(_OperationLocks, Service):
         cls = model_class(kind)
         new = cls.from_dict(record)
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+        def mutate(current: Current, snap: Snapshot) -> Model:
             if current[(kind, new.key)] is None:
                 raise errors.NotFound(f"no {kind} for cluster {new.key!r}")
             snap.put(new)
@@ -612,7 +607,7 @@ class StorageService(_OperationLocks, Service):
         """Every operation with this status, of every kind (clusterexec resumes these)."""
         found = []
         for cls in OPERATIONS.values():
-            for record in self.repo.list_all(cls.kind):
+            for record in self.repo.list_all(cls):
                 if not status or record.status == status:
                     found.append({"kind": cls.kind, **record.to_safe_dict()})
         return found
@@ -631,8 +626,8 @@ class StorageService(_OperationLocks, Service):
         lock_name = f"{kind}.{name}"
         closing = changes.get("state") in ("failed", "skipped")
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
-            lock = current[("OperationLock", lock_name)]
+        def mutate(current: Current, snap: Snapshot) -> Model:
+            lock = current.of(OperationLock, lock_name)
             if lock is None or lock.lease != lease:
                 raise errors.LeaseLost(f"the lock on {kind} {name!r} is not held with lease {lease}")
             op = current[(kind, name)]
@@ -643,7 +638,7 @@ class StorageService(_OperationLocks, Service):
                                                    "events": []})
             if not closing:
                 started_on = detail.get("uid")  # absent: started before uids existed
-                host_now = _uid_of(current[("Host", address)])
+                host_now = _uid_of(current.of(Host, address))
                 if uid is None or uid != host_now or started_on not in (None, uid):
                     raise _stale(address, uid)
             if changes.get("state") == "in_process" and op.status != "in_process":
@@ -666,8 +661,8 @@ class StorageService(_OperationLocks, Service):
         """Close an operation; an abort made meanwhile stays the final status."""
         lock_name = f"{kind}.{name}"
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
-            lock = current[("OperationLock", lock_name)]
+        def mutate(current: Current, snap: Snapshot) -> Model:
+            lock = current.of(OperationLock, lock_name)
             if lock is None or lock.lease != lease:
                 raise errors.LeaseLost(f"the lock on {kind} {name!r} is not held with lease {lease}")
             op = current[(kind, name)]
@@ -689,9 +684,9 @@ class StorageService(_OperationLocks, Service):
         """Stop an operation: hosts not yet started are skipped; status `aborted`."""
         name = validate_name(name)
 
-        def mutate(current: dict[tuple[str, str], Model | None], snap: Snapshot) -> Model:
+        def mutate(current: Current, snap: Snapshot) -> Model:
             op = current[(kind, name)]
-            if op is None:
+            if not isinstance(op, ClusterOperation):
                 raise errors.NotFound(f"cluster {name!r} has no such operation")
             if op.status != "in_process":
                 raise errors.Conflict(f"the operation on {name!r} is already {op.status}")
