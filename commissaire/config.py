@@ -64,6 +64,12 @@ class ServerConfig:
     """seconds over which failed authentications are counted"""
 
     def validate(self) -> None:
+        """Raise ConfigError for the first unusable setting, checked in field groups."""
+        self._validate_numbers()
+        self._validate_tls()
+        self._validate_lists()
+
+    def _validate_numbers(self) -> None:
         if not 0 < int(self.listen_port) < 65536:
             raise ConfigError(f"listen-port: {self.listen_port} is not a TCP port (1-65535)")
         for name in ("workers", "threads", "page_limit", "max_body_size", "auth_failure_limit"):
@@ -78,6 +84,8 @@ class ServerConfig:
                                   "above 0 (at most 3600)")
         if float(self.bus_timeout) <= 0:
             raise ConfigError("bus-timeout: must be a positive number of seconds")
+
+    def _validate_tls(self) -> None:
         for path_key in ("tls_pemfile", "tls_clientverifyfile"):
             path = getattr(self, path_key)
             if path and not os.path.isfile(path):
@@ -85,6 +93,8 @@ class ServerConfig:
         if self.tls_clientverifyfile and not self.tls_pemfile:
             raise ConfigError("tls-clientverifyfile: needs tls-pemfile (client certificates "
                               "are only verified over TLS)")
+
+    def _validate_lists(self) -> None:
         for proxy in self.trusted_proxies:
             try:
                 ipaddress.ip_network(proxy, strict=False)
@@ -98,7 +108,6 @@ class ServerConfig:
         for path in self.self_auths:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"self-auths: {path!r} is not a URI path")
-
 
 _KEYS = {f.name.replace("_", "-"): f.name for f in fields(ServerConfig)}
 

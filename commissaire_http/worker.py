@@ -208,41 +208,59 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
     def _advance(self, conn: GuardedConn) -> None:
         """Make what progress the socket allows: handshake, read, decide."""
         try:
-            if conn.handshaking:
-                try:
-                    conn.sock.do_handshake()
-                except ssl.SSLWantReadError:
-                    self._watch(conn, selectors.EVENT_READ)
-                    return
-                except ssl.SSLWantWriteError:
-                    self._watch(conn, selectors.EVENT_WRITE)
-                    return
-                conn.handshaking = False
+            if conn.handshaking and not self._handshake(conn):
+                return
             if conn.lingering:
                 self._linger(conn)
                 return
-            assert conn.framer is not None
-            eof = False
-            while len(conn.framer.buf) <= self._buffer_limit:
-                try:
-                    data = conn.sock.recv(READ_SIZE)
-                except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
-                    break
-                except ssl.SSLWantWriteError:
-                    self._watch(conn, selectors.EVENT_WRITE)
-                    return
-                if not data:
-                    eof = True
-                    break
-                if conn.idle:
-                    conn.idle = False
-                    conn.deadline = time.monotonic() + self.read_timeout
-                conn.framer.feed(data)
-                self.buffered += len(data)
+            eof = self._read_available(conn)
         except OSError:  # includes ssl.SSLError: a failed handshake, a reset
             self._drop(conn)
             return
+        if eof is None:  # TLS must write before it can read: watched for that
+            return
         self._keep_within_budget(conn)
+        self._decide(conn, eof)
+
+    def _handshake(self, conn: GuardedConn) -> bool:
+        """Drive the TLS handshake one step; False while it waits on the socket.
+        OSError (a failed handshake) goes to _advance, which drops the connection."""
+        try:
+            conn.sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._watch(conn, selectors.EVENT_READ)
+            return False
+        except ssl.SSLWantWriteError:
+            self._watch(conn, selectors.EVENT_WRITE)
+            return False
+        conn.handshaking = False
+        return True
+
+    def _read_available(self, conn: GuardedConn) -> bool | None:
+        """Read what the socket has, up to the buffer limit. True: the client closed
+        its side; False: nothing more for now; None: TLS wants the socket writable
+        first (watched for that). OSError (a reset) goes to _advance."""
+        assert conn.framer is not None
+        while len(conn.framer.buf) <= self._buffer_limit:
+            try:
+                data = conn.sock.recv(READ_SIZE)
+            except (BlockingIOError, InterruptedError, ssl.SSLWantReadError):
+                return False
+            except ssl.SSLWantWriteError:
+                self._watch(conn, selectors.EVENT_WRITE)
+                return None
+            if not data:
+                return True
+            if conn.idle:  # the next request's first byte: its read timeout starts now
+                conn.idle = False
+                conn.deadline = time.monotonic() + self.read_timeout
+            conn.framer.feed(data)
+            self.buffered += len(data)
+        return False
+
+    def _decide(self, conn: GuardedConn, eof: bool) -> None:
+        """What the bytes read so far call for: a thread, a refusal, a close, or more."""
+        assert conn.framer is not None
         if not conn.framer.started:
             if eof:
                 self._drop(conn)

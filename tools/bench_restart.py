@@ -325,6 +325,25 @@ def breakdown(op: dict[str, Any], hosts: list[LabHost], reboots: dict[str, list[
             "per_host": per_host}
 
 
+def check_reboots(hosts: list[LabHost], reboots_before: dict[str, int],
+                  boot_before: dict[str, str]) -> tuple[dict[str, list[float]], list[str]]:
+    """After the restart: each host's reboot request times since `reboots_before`,
+    and what is wrong (not exactly one request, down at the end, same boot id)."""
+    reboots: dict[str, list[float]] = {}
+    problems: list[str] = []
+    for host in hosts:
+        reqs = [r for r in host.requests() if is_reboot(r)]
+        new = reqs[reboots_before[host.address]:]
+        reboots[host.address] = [float(r["time"]) for r in new]
+        if len(new) != 1:
+            problems.append(f"{host.address}: {len(new)} reboot request(s)")
+        if not host.is_up():
+            problems.append(f"{host.address}: down at the end")
+        elif host.boot_id() == boot_before[host.address]:
+            problems.append(f"{host.address}: same boot id")
+    return reboots, problems
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--hosts", type=int, default=20)
@@ -379,18 +398,7 @@ def main() -> int:
         time.sleep(0.2)  # one more sample or so after the end
         monitor.stop()
 
-        reboots: dict[str, list[float]] = {}
-        problems: list[str] = []
-        for host in hosts:
-            reqs = [r for r in host.requests() if is_reboot(r)]
-            new = reqs[reboots_before[host.address]:]
-            reboots[host.address] = [float(r["time"]) for r in new]
-            if len(new) != 1:
-                problems.append(f"{host.address}: {len(new)} reboot request(s)")
-            if not host.is_up():
-                problems.append(f"{host.address}: down at the end")
-            elif host.boot_id() == boot_before[host.address]:
-                problems.append(f"{host.address}: same boot id")
+        reboots, problems = check_reboots(hosts, reboots_before, boot_before)
 
         if args.action_cost:
             cost = action_cost(lab, hosts, op, args.max_unavailable)
