@@ -8,15 +8,19 @@ meaning there (network and container_manager create: -o/--options; user-data:
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from commctl import __version__, commands
+from commctl.environment import Environment
 from commctl.exitstatus import CommctlError, ExitStatus
 from commctl.output import FORMATS
 from commissaire.states import HOST_STATUSES
+
+if TYPE_CHECKING:
+    from _typeshed import SupportsWrite
 
 OPERATIONS = {"restart": "restart the hosts", "upgrade": "upgrade the hosts' packages",
               "deploy": "deploy an OSTree version on the hosts"}
@@ -57,6 +61,33 @@ def interval(text: str) -> float:
     if value <= 0:
         raise argparse.ArgumentTypeError("must be a positive number of seconds")
     return value
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse writing --help, --version and usage errors to the run's streams: left
+    alone it writes them to sys.stdout and sys.stderr (httpie's way round it)."""
+
+    environment: Environment | None = None
+
+    def _print_message(self, message: str, file: SupportsWrite[str] | None = None) -> None:
+        env = self.environment
+        if env is not None:
+            # argparse hands over sys.stdout for help and --version, sys.stderr for errors.
+            if file is None or file is sys.stderr:
+                file = env.stderr
+            elif file is sys.stdout:
+                file = env.stdout
+        super()._print_message(message, file)
+
+
+def _bind(parser: argparse.ArgumentParser, environment: Environment) -> None:
+    """Give the parser and every subcommand's the run's Environment."""
+    if isinstance(parser, Parser):
+        parser.environment = environment
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                _bind(child, environment)
 
 
 def _format(parser: argparse.ArgumentParser, short: bool = True) -> None:
@@ -269,8 +300,9 @@ def _helper_commands(top: argparse._SubParsersAction) -> None:
           commands.server_status)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(environment: Environment | None = None) -> argparse.ArgumentParser:
+    """commctl's parser; with `environment`, it prints to its streams."""
+    parser = Parser(
         prog="commctl", description="Command line client of the Commissaire REST API.",
         epilog="Exit status: 0 ok, 1 error, 2 usage, 3 authentication (401/403), 4 not found, "
                "5 conflict (409), 6 server error (5xx), 7 unreachable, 8 invalid input (400).")
@@ -284,28 +316,38 @@ def build_parser() -> argparse.ArgumentParser:
     _host_commands(top)
     _record_commands(top)
     _helper_commands(top)
+    if environment is not None:
+        _bind(parser, environment)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
-    """Run commctl; its exit status. `env` stands for os.environ (tests pass their own)."""
-    env = os.environ if env is None else env
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None,
+         env: Environment | Mapping[str, str] | None = None) -> int:
+    """Run commctl; its exit status. `env` is the run's Environment (default: this
+    process's); a mapping stands for the process's variables alone, as before."""
+    environment = env if isinstance(env, Environment) else Environment.from_process(env)
+    parser = build_parser(environment)
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version (0) or a usage error (2)
         return int(exc.code or 0) if not isinstance(exc.code, str) else int(ExitStatus.USAGE)
-    ctx = commands.Context(args, env, sys.stdin, sys.stdout, sys.stderr)
+    return _run(commands.Context(args, environment))
+
+
+def _run(ctx: commands.Context) -> int:
+    """The command's exit status, with its failure reported on stderr."""
+    stderr = ctx.env.stderr
     try:
-        return int(args.handler(ctx, args))
+        return int(ctx.args.handler(ctx, ctx.args))
     except CommctlError as exc:
-        print(f"commctl: {exc.message}", file=sys.stderr)
+        print(f"commctl: {exc.message}", file=stderr)
         return int(exc.status)
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        if ctx.env.stderr_isatty:
+            print(file=stderr)  # the shell's prompt goes on a new line, not after ^C
         return int(ExitStatus.INTERRUPTED)
     except BrokenPipeError:  # `commctl host list | head`: the reader left, not an error
-        sys.stderr.close()
+        stderr.close()
         return int(ExitStatus.OK)
 
 

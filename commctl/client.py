@@ -7,14 +7,15 @@ for the rest of the run (a --watch loop keeps talking to it).
 """
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import re
-import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
@@ -88,9 +89,41 @@ def error_message(response: requests.Response) -> tuple[str, Any]:
     return message, body
 
 
+def environment_proxies(environ: Mapping[str, str]) -> dict[str, str]:
+    """scheme -> proxy URL, and "no" -> NO_PROXY, from `environ` as urllib reads
+    them from os.environ: http_proxy or HTTP_PROXY, the lowercase one winning."""
+    found: dict[str, str] = {}
+    for name in sorted(environ, key=str.islower):  # uppercase first, lowercase overrides
+        if name.lower().endswith("_proxy") and environ[name]:
+            found[name[:-len("_proxy")].lower()] = environ[name]
+    return found
+
+
+def bypasses_proxy(host: str, no_proxy: str) -> bool:
+    """Whether NO_PROXY sends `host` direct: *, the name or a domain it is in, or an
+    address or network (CIDR) holding it, as requests reads it."""
+    host = host.lower()
+    for entry in (item.strip().lower().lstrip(".") for item in no_proxy.split(",")):
+        if entry and (entry == "*" or host == entry or host.endswith("." + entry)
+                      or _in_network(host, entry)):
+            return True
+    return False
+
+
+def _in_network(host: str, entry: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:  # a name, not an address or network
+        return False
+
+
 class Client:
+    """`environ` given: proxies and the CA bundle come from it, not from os.environ
+    (requests would read that itself, and ~/.netrc)."""
+
     def __init__(self, settings: Settings, session: requests.Session | None = None,
-                 warn: Callable[[str], None] | None = None) -> None:
+                 warn: Callable[[str], None] | None = None,
+                 environ: Mapping[str, str] | None = None) -> None:
         self.settings = settings
         self.session = session or requests.Session()
         self.session.headers.update({"Accept": "application/json",
@@ -101,8 +134,24 @@ class Client:
         if settings.cert:
             self.session.cert = settings.cert
         self.session.verify = settings.verify
-        self.warn = warn or (lambda text: print(f"commctl: {text}", file=sys.stderr))
+        self._proxies: dict[str, str] | None = None
+        if environ is not None:
+            self.session.trust_env = False
+            self._proxies = environment_proxies(environ)
+            if settings.verify is True:
+                self.session.verify = (environ.get("REQUESTS_CA_BUNDLE")
+                                       or environ.get("CURL_CA_BUNDLE") or True)
+        # Outside the CLI (which passes its stderr) failovers are logged.
+        self.warn = warn or logging.getLogger("commctl").warning
         self._first = 0  # index of the endpoint to try first
+
+    def _proxies_for(self, url: str) -> dict[str, str] | None:
+        """None: requests finds them in os.environ. {} goes direct (NO_PROXY)."""
+        if self._proxies is None:
+            return None
+        if bypasses_proxy(urlsplit(url).hostname or "", self._proxies.get("no", "")):
+            return {}
+        return {scheme: value for scheme, value in self._proxies.items() if scheme != "no"}
 
     def request(self, method: str, api_path: str, body: Any = None,
                 params: dict[str, str] | None = None,
@@ -122,6 +171,7 @@ class Client:
             try:
                 response = self.session.request(
                     method, url, data=data, params=params, headers=headers,
+                    proxies=self._proxies_for(url),
                     timeout=(CONNECT_TIMEOUT, self.settings.timeout))
             except requests.exceptions.ConnectionError as exc:
                 failures.append(f"{endpoints[index]} ({_reason(exc)})")

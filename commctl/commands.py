@@ -6,15 +6,15 @@ exit status; failures are raised as CommctlError and reported by cli.main.
 from __future__ import annotations
 
 import base64
-import getpass
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from functools import cached_property
-from typing import Any, TextIO
+from typing import Any
 
 from commctl import passhash, sshcmd, userdata, watch
 from commctl.client import Answer, ApiError, Client, path
 from commctl.config import config_path, load_settings
+from commctl.environment import Environment
 from commctl.exitstatus import CommctlError, ExitStatus
 from commctl.output import columns, emit, key_values, kib
 
@@ -22,44 +22,30 @@ Args = Any  # argparse.Namespace: attributes differ per command
 
 
 class Context:
-    """One run: the environment, the streams, the output format and, when first
-    needed, the configuration and the HTTP client."""
+    """One run: its Environment, the output format and, when first needed, the
+    configuration and the HTTP client."""
 
-    def __init__(self, args: Args, env: Mapping[str, str], stdin: TextIO, stdout: TextIO,
-                 stderr: TextIO) -> None:
+    def __init__(self, args: Args, env: Environment) -> None:
         self.args = args
         self.env = env
-        self.stdin = stdin
-        self.stdout = stdout
-        self.stderr = stderr
 
     @property
     def fmt(self) -> str:
         """-o given after the command wins over -o given before it."""
         return getattr(self.args, "leaf_output", None) or self.args.output
 
-    def interactive(self) -> bool:
-        try:
-            return bool(self.stdin.isatty())
-        except (AttributeError, ValueError):
-            return False
-
-    def password_prompt(self) -> Callable[[str], str] | None:
-        """getpass on a terminal; None otherwise, so that a script never hangs on a prompt."""
-        return getpass.getpass if self.interactive() else None
-
     def warn(self, text: str) -> None:
-        print(f"commctl: {text}", file=self.stderr)
+        print(f"commctl: {text}", file=self.env.stderr)
 
     @cached_property
     def client(self) -> Client:
-        explicit = self.args.config or self.env.get("COMMCTL_CONFIG")
+        explicit = self.args.config or self.env.environ.get("COMMCTL_CONFIG")
         settings = load_settings(config_path(self.args.config, self.env), bool(explicit),
-                                 self.env, self.password_prompt())
-        return Client(settings, warn=self.warn)
+                                 self.env)
+        return Client(settings, warn=self.warn, environ=self.env.environ)
 
     def show(self, data: Any, table: Callable[[Any], str] | None = None) -> None:
-        emit(data, self.fmt, self.stdout, table)
+        emit(data, self.fmt, self.env.stdout, table)
 
 
 def _said(text: str) -> Callable[[Any], str]:
@@ -172,12 +158,8 @@ def operation_start(ctx: Context, args: Args) -> int:
 
 
 def _follow(ctx: Context, args: Args) -> int:
-    try:
-        is_tty = bool(ctx.stdout.isatty())
-    except (AttributeError, ValueError):
-        is_tty = False
-    return watch.follow(ctx.client, args.name, args.operation, ctx.fmt, ctx.stdout,
-                        args.interval, is_tty)
+    return watch.follow(ctx.client, args.name, args.operation, ctx.fmt, ctx.env.stdout,
+                        args.interval, ctx.env.stdout_isatty)
 
 
 def operation_status(ctx: Context, args: Args) -> int:
@@ -349,8 +331,9 @@ def server_status(ctx: Context, _args: Args) -> int:
 # -- local helpers: passhash and user-data -------------------------------------
 
 def passhash_command(ctx: Context, args: Args) -> int:
-    password = passhash.read_password(args.password, args.file, ctx.stdin, ctx.password_prompt())
-    print(passhash.hash_password(password, args.rounds), file=ctx.stdout)
+    password = passhash.read_password(args.password, args.file, ctx.env.stdin,
+                                      ctx.env.password_prompt())
+    print(passhash.hash_password(password, args.rounds), file=ctx.env.stdout)
     return ExitStatus.OK
 
 
@@ -370,7 +353,7 @@ def _userdata_authorization(ctx: Context, args: Args) -> tuple[str, list[str]]:
         return "", []
     password = args.password
     if password is None or password is PROMPT:
-        ask = ctx.password_prompt()
+        ask = ctx.env.password_prompt()
         if ask is None:
             raise CommctlError("no password for -u and stdin is not a terminal to ask for it "
                                "(pass -p PASSWORD)", ExitStatus.USAGE)
@@ -423,5 +406,5 @@ def userdata_command(ctx: Context, args: Args) -> int:
     if args.outfile and args.outfile != "-":
         userdata.write_private(args.outfile, text)
     else:
-        ctx.stdout.write(text)
+        ctx.env.stdout.write(text)
     return ExitStatus.OK

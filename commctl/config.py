@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from commctl.environment import Environment
 from commctl.exitstatus import CommctlError, ExitStatus
 
 DEFAULT_FILE = "~/.commissaire.json"
@@ -55,11 +54,13 @@ def _usage(message: str) -> CommctlError:
     return CommctlError(message, ExitStatus.USAGE)
 
 
-def expand(path: str, env: Mapping[str, str], relative_to: Path | None = None) -> Path:
-    """~ from the given environment's HOME (tests run with their own), relative paths
-    from `relative_to` (kubeconfig paths are relative to the kubeconfig)."""
+def expand(path: str, env: Environment, relative_to: Path | None = None) -> Path:
+    """~ from the run's HOME, else its home; relative paths from `relative_to`
+    (kubeconfig paths are relative to the kubeconfig)."""
     if path.startswith("~"):
-        home = env.get("HOME") or os.path.expanduser("~")
+        home = env.environ.get("HOME") or env.home
+        if not home:
+            raise _usage(f"cannot expand {path}: no HOME (set it, or give a full path)")
         path = home + path[1:]
     result = Path(path)
     if relative_to is not None and not result.is_absolute():
@@ -67,8 +68,8 @@ def expand(path: str, env: Mapping[str, str], relative_to: Path | None = None) -
     return result
 
 
-def config_path(explicit: str | None, env: Mapping[str, str]) -> Path:
-    return expand(explicit or env.get("COMMCTL_CONFIG") or DEFAULT_FILE, env)
+def config_path(explicit: str | None, env: Environment) -> Path:
+    return expand(explicit or env.environ.get("COMMCTL_CONFIG") or DEFAULT_FILE, env)
 
 
 def read_config(path: Path, explicit: bool) -> dict[str, Any]:
@@ -105,10 +106,8 @@ def endpoints_of(value: Any, where: str) -> list[str]:
     return result
 
 
-def load_settings(path: Path, explicit: bool, env: Mapping[str, str],
-                  ask_password: Callable[[str], str] | None = None) -> Settings:
-    """Settings from the file; a missing password is asked for when `ask_password` is
-    given (the caller passes one only when stdin is a terminal)."""
+def load_settings(path: Path, explicit: bool, env: Environment) -> Settings:
+    """Settings from the file; a missing password is asked for on a terminal."""
     data = read_config(path, explicit)
     settings = Settings(endpoints=endpoints_of(data.get("endpoint"), str(path)))
     timeout = data.get("timeout", 30)
@@ -134,6 +133,7 @@ def load_settings(path: Path, explicit: bool, env: Mapping[str, str],
         raise _usage(f'{path}: "username" must be a non-empty string')
     password = data.get("password")
     if password is None:
+        ask_password = env.password_prompt()
         if ask_password is None:
             raise _usage(f'{path} has no "password" for {username!r} and stdin is not a '
                          "terminal to ask for it")
@@ -144,7 +144,7 @@ def load_settings(path: Path, explicit: bool, env: Mapping[str, str],
     return settings
 
 
-def apply_kubeconfig(settings: Settings, path: Path, env: Mapping[str, str]) -> None:
+def apply_kubeconfig(settings: Settings, path: Path, env: Environment) -> None:
     """Credentials of the kubeconfig's current user: a token, a user/password pair,
     or a client certificate (file paths)."""
     try:

@@ -15,11 +15,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import FrameType
+from typing import Any
 
 from commctl.client import Client, path
+from commctl.environment import Environment
 from commctl.exitstatus import CommctlError, ExitStatus
 
 # ssh(1) options that take an argument: what follows them is their value, not the host.
@@ -114,7 +116,20 @@ def _signals_unwind() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-def run(client: Client, address: str, extra: Sequence[str], env: Mapping[str, str]) -> int:
+def child_streams(env: Environment) -> dict[str, Any]:
+    """The run's streams that are files, for ssh: a child needs file descriptors, so one
+    without (a StringIO) is left to the process's own, as ssh's terminal must be."""
+    streams: dict[str, Any] = {}
+    for name, stream in (("stdin", env.stdin), ("stdout", env.stdout), ("stderr", env.stderr)):
+        try:
+            stream.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation, closed
+            continue
+        streams[name] = stream
+    return streams
+
+
+def run(client: Client, address: str, extra: Sequence[str], env: Environment) -> int:
     """GET the host and its creds, run ssh with the key, remove the key; ssh's exit code."""
     host = client.get(path("host", address)).data or {}
     creds = client.get(path("host", address, "creds")).data or {}
@@ -127,7 +142,10 @@ def run(client: Client, address: str, extra: Sequence[str], env: Mapping[str, st
         raise CommctlError(f"the server has no key and user for {address}", ExitStatus.SERVER)
     if not key.endswith(b"\n"):
         key += b"\n"  # OpenSSH refuses a key file without its final newline
-    ssh = env.get("COMMCTL_SSH") or shutil.which("ssh", path=env.get("PATH")) or "ssh"
+    environ = env.environ
+    # which() without a path would search os.environ's PATH.
+    ssh = (environ.get("COMMCTL_SSH") or shutil.which("ssh", path=environ.get("PATH", os.defpath))
+           or "ssh")
     port = host.get("ssh_port")
     try:
         with _signals_unwind():
@@ -149,7 +167,9 @@ def run(client: Client, address: str, extra: Sequence[str], env: Mapping[str, st
                 argv = ssh_command(ssh, key_file, str(creds["remote_user"]),
                                    port if isinstance(port, int) else None, address, extra,
                                    known_hosts)
-                return subprocess.call(argv, env=dict(env))
+                for stream in (env.stdout, env.stderr):
+                    stream.flush()  # what commctl wrote comes before what ssh writes
+                return subprocess.call(argv, env=dict(environ), **child_streams(env))
             except FileNotFoundError:
                 raise CommctlError(f"cannot run {ssh}: not found (install openssh-client)") from None
             finally:
