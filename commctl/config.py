@@ -91,10 +91,11 @@ def read_config(path: Path, explicit: bool) -> dict[str, Any]:
     return data
 
 
-def endpoints_of(value: Any, where: str) -> list[str]:
+def endpoints_of(value: object, where: str) -> list[str]:
     """One endpoint or a list of them, each an http(s) URL, without trailing slash."""
-    items = value if isinstance(value, list) else [value]
-    if not items or not all(isinstance(e, str) and e.strip() for e in items):
+    given = value if isinstance(value, list) else [value]
+    items = [e for e in given if isinstance(e, str) and e.strip()]
+    if not items or len(items) != len(given):
         raise _usage(f'{where}: "endpoint" must be a URL or a list of URLs; at least one '
                      "endpoint must be defined")
     result = []

@@ -36,7 +36,7 @@ def emit(data: Any, fmt: str, out: TextIO, table: Callable[[Any], str] | None = 
         print(text, file=out)
 
 
-def cell(value: Any) -> str:
+def cell(value: object) -> str:
     """One value as table text: '-' for nothing, lists comma-joined."""
     if value is None or value == "":
         return "-"
@@ -95,7 +95,7 @@ def generic(data: Any) -> str:
     return "" if data is None else str(data)
 
 
-def kib(value: Any) -> str:
+def kib(value: object) -> str:
     """Memory and disk sizes, which the server keeps in KiB, for people."""
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         return "-"

@@ -175,7 +175,7 @@ class Model:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Self:
+    def from_input(cls, key: str, body: object) -> Self:
         """Validate a client's create body for the record named `key`."""
         if body is None:  # no body at all: every field takes its default
             body = {}
@@ -300,7 +300,7 @@ class Host(Model):
             validate_name(self.cluster, field="cluster")
 
     @classmethod
-    def input_to_records(cls, address: str, body: Any) -> tuple[Host, HostCreds, str]:
+    def input_to_records(cls, address: str, body: object) -> tuple[Host, HostCreds, str]:
         """Split a host create body into the host, its credentials and its cluster."""
         if body is None:
             body = {}
@@ -392,7 +392,7 @@ class Cluster(Model):
     hostset: list[str] = declared([], Role.INTERNAL | Role.READ_ONLY)
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Self:
+    def from_input(cls, key: str, body: object) -> Self:
         if isinstance(body, dict) and "type" in body:
             body = {k: v for k, v in body.items() if k != "type"}
         if isinstance(body, dict) and body.get("container_manager") is None:
@@ -596,7 +596,7 @@ class ClusterOperation(Model):
         return (*cls.names(Role.READ_ONLY), *cls.derived_lists, cls.done_list)
 
     @classmethod
-    def from_input(cls, key: str, body: Any) -> Self:
+    def from_input(cls, key: str, body: object) -> Self:
         """The PUT body holds the rolling options (and, for a deploy, the version)."""
         body = {} if body is None else body
         if not isinstance(body, dict):

@@ -118,14 +118,14 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-def full_match(pattern: str, value: Any) -> bool:
+def full_match(pattern: str, value: object) -> bool:
     return isinstance(value, str) and _compiled(pattern).fullmatch(value) is not None
 
 
 # -- identifiers ----------------------------------------------------------------
 
 
-def validate_address(address: Any, field: str = "address") -> str:
+def validate_address(address: object, field: str = "address") -> str:
     """The canonical form of an IPv4 address, IPv6 address (no zone) or DNS name."""
     if not isinstance(address, str) or len(address) > ADDRESS_MAX \
             or not full_match(ADDRESS, address):
@@ -140,7 +140,7 @@ def validate_address(address: Any, field: str = "address") -> str:
     return address.removesuffix(".").lower()
 
 
-def validate_name(name: Any, field: str = "name") -> str:
+def validate_name(name: object, field: str = "name") -> str:
     """Names of clusters, networks and container managers: safe in keys and paths."""
     if not full_match(NAME, name):
         raise ValidationError(
@@ -151,14 +151,14 @@ def validate_name(name: Any, field: str = "name") -> str:
     return str(name)
 
 
-def validate_pattern(value: Any, pattern: str, field: str, what: str) -> str:
+def validate_pattern(value: object, pattern: str, field: str, what: str) -> str:
     """`value` if it matches `pattern` in full; else a 400 naming the field."""
     if not full_match(pattern, value):
         raise ValidationError(f"must be {what}", field=field)
     return str(value)
 
 
-def validate_base64(value: Any, field: str) -> bytes:
+def validate_base64(value: object, field: str) -> bytes:
     """Decode strict base64 (no newlines), naming the field when it is not."""
     if not isinstance(value, str) or not value:
         raise ValidationError("must be a non-empty base64 string", field=field)
@@ -223,7 +223,7 @@ def loads(raw: bytes | str) -> Any:
     return data
 
 
-def _check_tree(data: Any) -> None:
+def _check_tree(data: object) -> None:
     """Depth and finiteness, checked without recursion (the tree may be deep)."""
     stack: list[tuple[Any, tuple[str, ...]]] = [(data, ())]
     while stack:
@@ -254,7 +254,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, _schema: Any) -> Any:
 _Validator = validators.extend(Draft202012Validator, {"pattern": _pattern})
 
 
-def check_schema(schema: dict[str, Any], body: Any) -> None:
+def check_schema(schema: dict[str, Any], body: object) -> None:
     """Validate `body` against a JSON schema; the error names the field and why."""
     error = best_match(_Validator(schema).iter_errors(body))
     if error is None:
@@ -279,7 +279,7 @@ def check_schema(schema: dict[str, Any], body: Any) -> None:
     raise ValidationError(_describe(error), field=path or None)
 
 
-def _first_required(schema: Any, missing: str) -> list[str]:
+def _first_required(schema: object, missing: str) -> list[str]:
     """`missing`, then the first field each level below it requires: a missing object
     is reported as its first missing field (options -> options.address)."""
     names = [missing]

@@ -34,7 +34,7 @@ def unwrap(response: dict[str, Any]) -> Any:
     return response.get("result")
 
 
-def parse_request(body: Any) -> tuple[str, dict[str, Any], str | None]:
+def parse_request(body: object) -> tuple[str, dict[str, Any], str | None]:
     """(method, params, id) of a request; InvalidRequest if it is not one."""
     if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
         raise errors.InvalidRequest("not a JSON-RPC 2.0 message")

@@ -141,5 +141,5 @@ class BusServer:
                              serializer="json", retry=True)
 
 
-def _method_of(body: Any) -> str:
+def _method_of(body: object) -> str:
     return str(body.get("method")) if isinstance(body, dict) else "?"

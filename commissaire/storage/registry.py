@@ -55,7 +55,7 @@ class HandlerSet:
                 logger.exception("closing storage handler %s failed", handler.short_name)
 
 
-def _handler_class(name: Any) -> type[StoreHandler]:
+def _handler_class(name: object) -> type[StoreHandler]:
     if not isinstance(name, str) or not name:
         raise ValueError(f"storage handler \"name\" must be a module name, not {name!r}")
     try:

@@ -64,7 +64,7 @@ def _read_users(path: str) -> dict[str, Any]:
     return _checked(data, path)
 
 
-def _checked(users: Any, where: str) -> dict[str, Any]:
+def _checked(users: object, where: str) -> dict[str, Any]:
     if not isinstance(users, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("hash"), str) for v in users.values()):
         raise ConfigError(f'httpbasicauth: {where} must map user names to {{"hash": "..."}}')

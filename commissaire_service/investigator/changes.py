@@ -8,7 +8,6 @@ match an allow-list are repeated, anything else is counted, never echoed.
 from __future__ import annotations
 
 import re
-from typing import Any
 
 # component names (docker, cri-o), unit names (flanneld), absolute paths we write
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+@-]{0,63}")
@@ -16,7 +15,7 @@ _PATH = re.compile(r"/[A-Za-z0-9._/@+-]{1,255}")
 _MAX_ITEMS = 20
 
 
-def _names(value: Any, pattern: re.Pattern[str]) -> list[str]:
+def _names(value: object, pattern: re.Pattern[str]) -> list[str]:
     if not isinstance(value, list):
         return []
     kept = [item for item in value if isinstance(item, str) and pattern.fullmatch(item)]
@@ -25,7 +24,7 @@ def _names(value: Any, pattern: re.Pattern[str]) -> list[str]:
     return shown + ([f"{hidden} more"] if hidden else [])
 
 
-def summarize(changes: Any) -> str:
+def summarize(changes: object) -> str:
     """'nothing to change (already present: docker, flannel)', or what was
     installed, configured and restarted; '' if the run recorded nothing."""
     if not isinstance(changes, dict):

@@ -20,13 +20,13 @@ _UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]")
 SHOWN = 64  # characters of a host's text shown in a reason, at most
 
 
-def shown(raw: Any) -> str:
+def shown(raw: object) -> str:
     """A host's text as it may appear in a status reason."""
     text = _UNSAFE_CHARS.sub("?", str(raw))
     return text if len(text) <= SHOWN else text[:SHOWN] + "…"
 
 
-def os_profile(raw: Any) -> str:
+def os_profile(raw: object) -> str:
     """The profile the reported OS maps onto; '' when Commissaire knows none."""
     return raw if isinstance(raw, str) and raw in OS_PROFILES else ""
 

@@ -46,7 +46,7 @@ def _seal(box: Box, kind: str, key: str, uid: str, plaintext: str) -> dict[str, 
     return {"v": VERSION, **box.encrypt(plaintext, context(kind, key, uid))}
 
 
-def _open(box: Box, kind: str, key: str, uid: str, envelope: Any, format_1: bool) -> str:
+def _open(box: Box, kind: str, key: str, uid: str, envelope: object, format_1: bool) -> str:
     if not isinstance(envelope, dict):
         raise SecretsUnavailable(f"the sealed secret of {kind} {key} is not an envelope")
     version = envelope.get("v", 1)
@@ -132,7 +132,7 @@ def unseal(box: Box, kind: str, key: str, stored: dict[str, Any],
     return record
 
 
-def _opened(box: Box, kind: str, key: str, uid: str, value: Any, format_1: bool) -> str:
+def _opened(box: Box, kind: str, key: str, uid: str, value: object, format_1: bool) -> str:
     if not (isinstance(value, dict) and SEALED in value):
         raise _unencrypted(kind, key)
     return _open(box, kind, key, uid, value[SEALED], format_1)
