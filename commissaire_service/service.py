@@ -58,16 +58,30 @@ class Service:
         self._notifications: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
         self.started_at = utcnow()
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
-        for attribute in dir(type(self)):
-            declared = getattr(type(self), attribute, None)
-            if isinstance(declared, property) or not callable(declared):
-                continue
-            if hasattr(declared, _METHOD):
-                self._methods[f"{self.name}.{getattr(declared, _METHOD)}"] = getattr(self, attribute)
+        for method, attribute in self.bus_methods().items():
+            self._methods[method] = getattr(self, attribute)
+        for attribute, declared in self._declared():
             if hasattr(declared, _NOTIFICATION):
                 keys, private, pass_key = getattr(declared, _NOTIFICATION)
                 for key in keys:
                     self._notifications[key] = (getattr(self, attribute), private, pass_key)
+
+    @classmethod
+    def _declared(cls) -> list[tuple[str, Callable[..., Any]]]:
+        """The class's callable attributes (properties left out), by name."""
+        found = []
+        for attribute in dir(cls):
+            declared = getattr(cls, attribute, None)
+            if not isinstance(declared, property) and callable(declared):
+                found.append((attribute, declared))
+        return found
+
+    @classmethod
+    def bus_methods(cls) -> dict[str, str]:
+        """What the class exposes: `<name>.<method>` -> the attribute that answers it.
+        (commissaire.bus.clients has one client method for each.)"""
+        return {f"{cls.name}.{getattr(declared, _METHOD)}": attribute
+                for attribute, declared in cls._declared() if hasattr(declared, _METHOD)}
 
     @property
     def routing_keys(self) -> list[str]:

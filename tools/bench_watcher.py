@@ -11,7 +11,7 @@ A Lab of --hosts sshd hosts is started and given extra loopback addresses
 (Lab.add_addresses: forwarder processes relay them to the host's sshd) so that
 --addresses addresses exist in all. A WatcherService (start=False, no thread
 of its own) is built on a small in-process fake bus that answers the storage
-calls it makes (storage.list_hosts, storage.get_creds, storage.record_checks,
+calls it makes (storage.list_hosts, storage.reveal_creds, storage.record_checks,
 storage.get) with every address as an active, bootstrapped host, its owning
 lab host's host key pinned and the lab key as its credentials. run_cycle() is
 then called back to back for --seconds (or --cycles cycles). "Controller CPU"
@@ -79,7 +79,7 @@ class FakeStorageBus:
         self.calls[method] = self.calls.get(method, 0) + 1
         if method == "storage.list_hosts":
             return {"items": [dict(r) for r in self.records.values()]}
-        if method == "storage.get_creds":
+        if method == "storage.reveal_creds":
             if params["address"] not in self.records:
                 raise errors.NotFound(params["address"])
             return dict(self.creds, address=params["address"])

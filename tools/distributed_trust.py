@@ -1,7 +1,7 @@
 """Make the credentials of a distributed deployment and fill the example configs.
 
 The bus (Redis) and the store (etcd) are trusted components: whoever can talk
-to them can call `storage.get_creds` or read every record. This writes
+to them can call `storage.reveal_creds` or read every record. This writes
 
 - a Redis ACL include (`--redis-include`): the `default` user off, one user
   `commissaire` with a new random password and no administration commands;

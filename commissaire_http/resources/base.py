@@ -2,18 +2,16 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 import falcon
 
 from commissaire import errors, validation
+from commissaire.bus.clients import Caller as Bus
+from commissaire.bus.clients import Created, StorageClient
+from commissaire.models import Model
 
-
-class Bus(Protocol):
-    """The part of the bus client resources use (commissaire.bus.BusClient)."""
-
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+M = TypeVar("M", bound=Model)
 
 
 def _is_json(content_type: str | None) -> bool:
@@ -85,9 +83,11 @@ class Resource:
     def __init__(self, bus: Bus) -> None:
         self.bus = bus
 
-    def call(self, req: falcon.Request, method: str, **params: Any) -> Any:
-        return self.bus.call(method, params, request_id=req.context.get("request_id"))
+    def storage(self, req: falcon.Request) -> StorageClient:
+        """The storage service, called under the request's id (log correlation)."""
+        return StorageClient(self.bus, request_id=req.context.get("request_id"))
 
-    def created_or_ok(self, resp: falcon.Response, outcome: dict[str, Any]) -> None:
+    def created_or_ok(self, resp: falcon.Response, outcome: Created[M]) -> None:
         """201 for a new record, 200 for an identical re-PUT."""
-        respond(resp, outcome["record"], falcon.HTTP_201 if outcome["created"] else falcon.HTTP_200)
+        respond(resp, outcome.record.to_safe_dict(),
+                falcon.HTTP_201 if outcome.created else falcon.HTTP_200)

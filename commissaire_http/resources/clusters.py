@@ -26,7 +26,7 @@ class ClusterMembers(Resource):
     """GET the member list; PUT {"old": [...], "new": [...]} replaces it if old is current."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        respond(resp, self.call(req, "storage.cluster_hosts", name=validate_name(name)))
+        respond(resp, self.storage(req).cluster_hosts(validate_name(name)))
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         name = validate_name(name)
@@ -36,8 +36,7 @@ class ClusterMembers(Resource):
         check_schema(MEMBERS_SCHEMA, body)
         lists = {field: [validate_address(a, field) for a in body[field]]
                  for field in ("old", "new")}
-        respond(resp, self.call(req, "storage.cluster_set_hosts", name=name,
-                                old=lists["old"], new=lists["new"]))
+        respond(resp, self.storage(req).cluster_set_hosts(name, lists["old"], lists["new"]))
 
 
 class ClusterMember(Resource):
@@ -45,18 +44,18 @@ class ClusterMember(Resource):
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
         address = validate_address(address)
-        members = self.call(req, "storage.cluster_hosts", name=validate_name(name))
+        members = self.storage(req).cluster_hosts(validate_name(name))
         if address not in members:
             raise errors.NotFound(f"host {address!r} is not in cluster {name!r}")
         respond(resp, [address])
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
-        respond(resp, self.call(req, "storage.cluster_add_host", name=validate_name(name),
-                                address=validate_address(address)))
+        respond(resp, self.storage(req).cluster_add_host(validate_name(name),
+                                                         validate_address(address)))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str, address: str) -> None:
-        respond(resp, self.call(req, "storage.cluster_remove_host", name=validate_name(name),
-                                address=validate_address(address)))
+        self.storage(req).cluster_remove_host(validate_name(name), validate_address(address))
+        respond(resp, [])
 
 
 class ClusterOperationResource(Resource):
@@ -67,14 +66,16 @@ class ClusterOperationResource(Resource):
         self.model = model
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        respond(resp, self.call(req, "storage.get_operation", kind=self.model.kind,
-                                name=validate_name(name)))
+        respond(resp, self.storage(req).get_operation(self.model, validate_name(name))
+                .to_safe_dict())
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         record = self.model.from_input(validate_name(name), read_json(req))
-        respond(resp, self.call(req, "storage.start_operation", kind=self.model.kind,
-                                record=record.to_dict()), falcon.HTTP_201)
+        if not isinstance(record, ClusterOperation):  # from_input builds its own class
+            raise TypeError(f"{self.model.kind}.from_input built a {record.kind}")
+        respond(resp, self.storage(req).start_operation(record).to_safe_dict(),
+                falcon.HTTP_201)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        respond(resp, self.call(req, "storage.abort_operation", kind=self.model.kind,
-                                name=validate_name(name)))
+        respond(resp, self.storage(req).abort_operation(self.model, validate_name(name))
+                .to_safe_dict())

@@ -6,7 +6,8 @@ from typing import Any
 import falcon
 
 from commissaire import errors
-from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Host
+from commissaire.bus.clients import ContainerClient
+from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Cluster, Host
 from commissaire.validation import check_schema, validate_address
 from commissaire_http.clientaddress import ClientAddress
 from commissaire_http.resources.base import Bus, Resource, parse_query, read_json, respond
@@ -21,6 +22,7 @@ SELF_REGISTER_SCHEMA: dict[str, Any] = {
 
 
 MAX_OFFSET = 10**9
+NODE_STATUS_TIMEOUT = 5.0  # seconds GET /host/{address}/status waits for the node's status
 
 
 class Hosts(Resource):
@@ -41,16 +43,15 @@ class Hosts(Resource):
         query = parse_query(req, self.query)
         cluster, status = query.get("cluster", ""), query.get("status", "")
         limit, offset = query.get("limit", 0), query.get("offset", 0)
-        page = self.call(req, "storage.list_hosts", cluster=cluster, status=status,
-                         limit=limit, offset=offset)
-        resp.set_header("X-Total-Count", str(page["total"]))
-        if limit and offset + limit < page["total"]:
+        page = self.storage(req).list_hosts(cluster, status, limit, offset)
+        resp.set_header("X-Total-Count", str(page.total))
+        if limit and offset + limit < page.total:
             # Safe to paste: every value was matched against its pattern above.
             following = f"limit={limit}&offset={offset + limit}"
             following += f"&cluster={cluster}" if cluster else ""
             following += f"&status={status}" if status else ""
             resp.set_header("Link", f'<{req.path}?{following}>; rel="next"')
-        respond(resp, page["items"])
+        respond(resp, [host.to_safe_dict() for host in page.items])
 
 
 def create_host(resource: Resource, req: falcon.Request, resp: falcon.Response,
@@ -58,8 +59,7 @@ def create_host(resource: Resource, req: falcon.Request, resp: falcon.Response,
     """Validate a host create body and store the host with its credentials."""
     host, creds, cluster = Host.input_to_records(address, body)
     try:
-        outcome = resource.call(req, "storage.create_host", host=host.to_dict(),
-                                creds=creds.to_dict(), cluster=cluster)
+        outcome = resource.storage(req).create_host(host, creds, cluster)
     except errors.ValidationError as exc:
         # A well-formed source that names no configured storage handler is, like a
         # missing cluster, a conflict with the server's state, not malformed input.
@@ -71,13 +71,14 @@ def create_host(resource: Resource, req: falcon.Request, resp: falcon.Response,
 
 class HostRecord(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        respond(resp, self.call(req, "storage.get_host", address=validate_address(address)))
+        respond(resp, self.storage(req).get_host(validate_address(address)).to_safe_dict())
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
         create_host(self, req, resp, validate_address(address), read_json(req))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        respond(resp, self.call(req, "storage.delete_host", address=validate_address(address)))
+        self.storage(req).delete_host(validate_address(address))
+        respond(resp, [])
 
 
 class SelfRegister(Resource):
@@ -121,33 +122,33 @@ class SelfRegister(Resource):
 
 class HostCreds(Resource):
     def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        creds = self.call(req, "storage.get_creds", address=validate_address(address))
-        respond(resp, {"ssh_priv_key": creds["ssh_priv_key"], "remote_user": creds["remote_user"]})
+        creds = self.storage(req).reveal_creds(validate_address(address))
+        respond(resp, {"ssh_priv_key": creds.ssh_priv_key, "remote_user": creds.remote_user})
 
 
 class HostStatus(Resource):
     """The host's own status, and its node's status when its cluster has a manager."""
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
-        host = self.call(req, "storage.get_host", address=validate_address(address))
+        storage = self.storage(req)
+        host = storage.get_host(validate_address(address))
         manager: dict[str, Any] = {}
         status_type = "host_only"
-        if host.get("cluster"):
-            cluster = self.call(req, "storage.get", kind="Cluster", key=host["cluster"])
-            if cluster.get("container_manager"):
+        if host.cluster:
+            cluster = storage.get(Cluster, host.cluster)
+            if cluster.container_manager:
                 status_type = "host_and_container_manager"
-                manager = self._node_status(req, cluster["container_manager"], host["address"])
+                manager = self._node_status(req, cluster.container_manager, host.address)
         respond(resp, {
             "type": status_type,
-            "host": {"status": host["status"], "last_check": host["last_check"],
-                     "status_reason": host.get("status_reason", "")},
+            "host": {"status": host.status, "last_check": host.last_check,
+                     "status_reason": host.status_reason},
             "container_manager": manager,
         })
 
     def _node_status(self, req: falcon.Request, manager: str, address: str) -> dict[str, Any]:
         try:
-            return dict(self.bus.call("container.get_node_status",
-                                      {"container_manager": manager, "address": address},
-                                      timeout=5.0, request_id=req.context.get("request_id")))
+            return ContainerClient(self.bus, request_id=req.context.get("request_id"),
+                                   timeout=NODE_STATUS_TIMEOUT).get_node_status(manager, address)
         except (errors.ServiceTimeout, errors.ContainerManagerError, errors.NotFound) as exc:
             return {"container_manager": manager, "status": "unknown", "reason": exc.description}

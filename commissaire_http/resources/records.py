@@ -20,7 +20,7 @@ class RecordNames(Resource):
         self.model = model
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        respond(resp, self.call(req, "storage.list_names", kind=self.model.kind))
+        respond(resp, self.storage(req).list_names(self.model))
 
 
 class Record(Resource):
@@ -31,12 +31,12 @@ class Record(Resource):
         self.model = model
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        respond(resp, self.call(req, "storage.get", kind=self.model.kind, key=validate_name(name)))
+        respond(resp, self.storage(req).get(self.model, validate_name(name)).to_safe_dict())
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         record = self.model.from_input(validate_name(name), read_json(req))
-        outcome = self.call(req, "storage.create", kind=self.model.kind, record=record.to_dict())
-        self.created_or_ok(resp, outcome)
+        self.created_or_ok(resp, self.storage(req).create(record))
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
-        respond(resp, self.call(req, "storage.delete", kind=self.model.kind, key=validate_name(name)))
+        self.storage(req).delete(self.model, validate_name(name))
+        respond(resp, [])

@@ -12,6 +12,7 @@ from typing import Any
 import falcon
 
 from commissaire import errors
+from commissaire.bus.clients import CLIENTS
 from commissaire.models import utcnow
 from commissaire_http.resources.base import Bus, Resource, respond
 
@@ -27,8 +28,8 @@ class Status(Resource):
 
     def _ping(self, service: str) -> dict[str, Any]:
         try:
-            answer = self.bus.call(f"{_ROUTING.get(service, service)}.ping", {},
-                                   timeout=self.ping_timeout)
+            client = CLIENTS[_ROUTING.get(service, service)]
+            answer = client(self.bus, timeout=self.ping_timeout).ping()
             return {"status": "ok", **{k: v for k, v in answer.items() if k != "status"}}
         except errors.CommissaireError as exc:
             return {"status": "failed", "reason": exc.description, "error": type(exc).__name__}

@@ -16,11 +16,12 @@ import logging
 import re
 import threading
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from commissaire import errors
 from commissaire.ansible import runner
-from commissaire.models import OPERATIONS, utcnow
+from commissaire.bus.clients import Caller, ContainerClient, StorageClient
+from commissaire.models import OPERATIONS, Cluster, ClusterDeploy, ClusterOperation, utcnow
 from commissaire.ssh import BOOT_ID_COMMAND, host_target, probe
 from commissaire_service.clusterexec import budget
 from commissaire_service.clusterexec.batch import PlaybookBatcher
@@ -34,11 +35,8 @@ VERSION_COMMAND = (
 
 GATE_PROBE_TIMEOUT = 5.0  # seconds for one health-gate probe to connect and answer
 LOOP_POLL = 0.5  # at most this long between two looks at the operation's record
-
-
-class Bus(Protocol):
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+# Seconds a cordon, uncordon or readiness call to the container manager may take.
+MANAGER_CALL_TIMEOUT = 70.0
 
 
 class LostLock(Exception):
@@ -57,9 +55,10 @@ class Settings:
 class Executor:
     """One operation (kind, cluster name), run under the lease `lease`."""
 
-    def __init__(self, bus: Bus, kind: str, name: str, lease: int, settings: Settings,
+    def __init__(self, bus: Caller, kind: str, name: str, lease: int, settings: Settings,
                  lost: threading.Event) -> None:
-        self.bus = bus
+        self.storage = StorageClient(bus)
+        self.container = ContainerClient(bus, timeout=MANAGER_CALL_TIMEOUT)
         self.kind = kind
         self.name = name
         self.lease = lease
@@ -78,37 +77,36 @@ class Executor:
 
     # -- store access ------------------------------------------------------
 
-    def record(self) -> dict[str, Any]:
-        return dict(self.bus.call("storage.get_operation", {"kind": self.kind, "name": self.name}))
+    def record(self) -> ClusterOperation:
+        return self.storage.get_operation(self.operation, self.name)
 
-    def update(self, address: str, event: str, **changes: Any) -> dict[str, Any]:
+    def update(self, address: str, event: str, **changes: Any) -> ClusterOperation:
         if self.lost.is_set():
             raise LostLock()
         try:
-            return dict(self.bus.call("storage.update_operation_host", {
-                "kind": self.kind, "name": self.name, "address": address,
-                "lease": self.lease, "changes": changes, "event": event,
-                "uid": self._uids.get(address)}))
+            return self.storage.update_operation_host(
+                self.operation, self.name, address, self.lease, changes, event=event,
+                uid=self._uids.get(address))
         except errors.LeaseLost:
             self.lost.set()
             raise LostLock() from None
 
-    def operation_id(self, op: dict[str, Any]) -> str:
-        raw = f"{self.operation.operation}-{self.name}-{op.get('started_at') or ''}"
+    def operation_id(self, op: ClusterOperation) -> str:
+        raw = f"{self.operation.operation}-{self.name}-{op.started_at or ''}"
         return re.sub(r"[^A-Za-z0-9_.-]", "_", raw)
 
     # -- the loop ------------------------------------------------------------
 
-    def run(self) -> dict[str, Any]:
+    def run(self) -> ClusterOperation:
         op = self.record()
-        members = list(op["hosts"])
-        allowed = budget.limit(op.get("options", {}).get("max_unavailable"), len(members))
-        tolerance = int(op.get("options", {}).get("failure_tolerance", 0))
+        members = list(op.hosts)
+        allowed = budget.limit(op.options.get("max_unavailable"), len(members))
+        tolerance = int(op.options.get("failure_tolerance", 0))
         logger.info("%s of %s: %d host(s), at most %d down at once", self.operation.operation,
                     self.name, len(members), allowed)
         while not self.lost.is_set():
             op = self.record()
-            hosts = op["hosts"]
+            hosts = op.hosts
             states = {a: hosts[a]["state"] for a in members}
             failed = [a for a, s in states.items() if s == "failed"]
             running = [a for a in members if a in self._threads and self._threads[a].is_alive()]
@@ -117,7 +115,7 @@ class Executor:
                 if states[address] == "in_process" and address not in running:
                     self._start(address, op)
                     running.append(address)
-            stopping = op["status"] != "in_process" or len(failed) > tolerance
+            stopping = op.status != "in_process" or len(failed) > tolerance
             # A host whose thread started but has not stored in_process yet is not pending.
             pending = [a for a in members if states[a] == "pending" and a not in running]
             if stopping or not pending:
@@ -140,13 +138,14 @@ class Executor:
     def _unhealthy_idle(self, members: list[str], states: dict[str, str],
                         running: list[str]) -> list[str]:
         """Members down before we touched them (failed status, not being acted on)."""
-        page = self.bus.call("storage.list_hosts", {"cluster": self.name})
-        down = {h["address"] for h in page["items"] if h["status"] == "failed"}
+        page = self.storage.list_hosts(cluster=self.name)
+        down = {h.address for h in page.items if h.status == "failed"}
         return [a for a in members if a in down and a not in running
                 and states[a] not in ("done",)]
 
-    def _finish(self, op: dict[str, Any], failed: list[str], tolerance: int) -> dict[str, Any]:
-        for address, detail in op["hosts"].items():
+    def _finish(self, op: ClusterOperation, failed: list[str],
+                tolerance: int) -> ClusterOperation:
+        for address, detail in op.hosts.items():
             if detail["state"] == "pending":
                 self.update(address, "skipped: the operation stopped", state="skipped")
         if failed and len(failed) > tolerance:
@@ -154,11 +153,10 @@ class Executor:
         else:
             status, reason = "finished", (f"{len(failed)} host(s) failed within the tolerance"
                                           if failed else "")
-        return dict(self.bus.call("storage.finish_operation", {
-            "kind": self.kind, "name": self.name, "lease": self.lease,
-            "status": status, "reason": reason}))
+        return self.storage.finish_operation(self.operation, self.name, self.lease, status,
+                                             reason)
 
-    def _start(self, address: str, op: dict[str, Any]) -> None:
+    def _start(self, address: str, op: ClusterOperation) -> None:
         thread = threading.Thread(target=self._host, args=(address, op), daemon=True,
                                   name=f"{self.operation.operation}-{address}")
         self._threads[address] = thread
@@ -166,7 +164,7 @@ class Executor:
 
     # -- one host --------------------------------------------------------------
 
-    def _host(self, address: str, op: dict[str, Any]) -> None:
+    def _host(self, address: str, op: ClusterOperation) -> None:
         try:
             self._act_on(address, op)
         except LostLock:
@@ -196,8 +194,8 @@ class Executor:
         finally:
             self._wake.set()
 
-    def _act_on(self, address: str, op: dict[str, Any]) -> None:
-        detail = op["hosts"][address]
+    def _act_on(self, address: str, op: ClusterOperation) -> None:
+        detail = op.hosts[address]
         target = self._target(address)
         if detail.get("uid") not in (None, self._uids.get(address)):
             raise errors.StaleRecord(f"host {address} is not the record the operation "
@@ -224,7 +222,7 @@ class Executor:
                 logger.info("%s of %s stopped before %s started", self.operation.operation,
                             self.name, address)
                 return
-            detail = op["hosts"][address]
+            detail = op.hosts[address]
         else:
             # Resumed: the action may have run and the host may be restarting. Wait for
             # it; the action's on-host marker makes a second run a no-op.
@@ -234,12 +232,11 @@ class Executor:
                 self._fail(address, problem, manager)
                 return
         boot_before = detail.get("boot_id_before", "")
-        if manager and op.get("options", {}).get("drain"):
-            self._manager_call("drain", manager, address,
-                               timeout=op["options"].get("drain_timeout", 120))
+        if manager and op.options.get("drain"):
+            self.container.drain(manager, address, timeout=op.options.get("drain_timeout", 120))
             self.update(address, "drained")
         elif manager:
-            self._manager_call("cordon", manager, address)
+            self.container.cordon(manager, address)
         outcome = self._run_action(target, op)
         marker = ""
         if outcome.outcome == runner.UNREACHABLE:
@@ -258,34 +255,27 @@ class Executor:
             self._fail(address, problem, manager)
             return
         if manager:
-            self._manager_call("uncordon", manager, address)
+            self.container.uncordon(manager, address)
         self.update(address, "healthy", state="done", finished_at=utcnow())
 
     def _fail(self, address: str, reason: str, manager: str) -> None:
         if manager:
             try:
-                self._manager_call("uncordon", manager, address)
+                self.container.uncordon(manager, address)
             except errors.CommissaireError:
                 pass
         self.update(address, f"failed: {reason}", state="failed", finished_at=utcnow(),
                     reason=reason)
 
     def _manager(self) -> str:
-        cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": self.name})
-        return str(cluster.get("container_manager") or "")
-
-    def _manager_call(self, method: str, manager: str, address: str, **params: Any) -> Any:
-        return self.bus.call(f"container.{method}", {"container_manager": manager,
-                                                     "address": address, **params},
-                             timeout=float(params.get("timeout", 60)) + 10)
+        return str(self.storage.get(Cluster, self.name).container_manager or "")
 
     def _target(self, address: str) -> runner.Target:
-        host = self.bus.call("storage.get_host", {"address": address})
-        self._uids[address] = host.get("uid", "")
-        creds = self.bus.call("storage.get_creds", {"address": address,
-                                                    "uid": host.get("uid", "")})
-        return runner.Target.of(host_target(host, creds),
-                                {"commissaire_os": host.get("os") or ""})
+        host = self.storage.get_host(address)
+        self._uids[address] = host.uid
+        creds = self.storage.reveal_creds(address, uid=host.uid)
+        return runner.Target.of(host_target(host.to_dict(), creds.to_dict()),
+                                {"commissaire_os": host.os or ""})
 
     def _unfit(self, target: runner.Target) -> str:
         """Why the operation must not act on this host at all ('' if it may)."""
@@ -299,13 +289,14 @@ class Executor:
                     f"investigated, or its OS is unsupported): refusing to {action} it")
         return ""
 
-    def _run_action(self, target: runner.Target, op: dict[str, Any]) -> runner.HostResult:
+    def _run_action(self, target: runner.Target, op: ClusterOperation) -> runner.HostResult:
         extravars = {"commissaire_operation_id": self.operation_id(op)}
         if self.operation.operation == "deploy":
-            extravars["commissaire_deploy_version"] = op.get("version", "")
+            extravars["commissaire_deploy_version"] = (
+                op.version if isinstance(op, ClusterDeploy) else "")
         return self._batcher.run(f"{self.operation.operation}.yml", target, extravars)
 
-    def restart_marker(self, op: dict[str, Any]) -> str:
+    def restart_marker(self, op: ClusterOperation) -> str:
         """The file restart.yml leaves on a host just before restarting it."""
         return f"/var/lib/commissaire/operations/{self.operation_id(op)}.restart"
 
@@ -326,7 +317,7 @@ class Executor:
         return "" if result.ok else (f"did not come back within "
                                      f"{self.settings.gate_timeout:g} s: {result.message}")
 
-    def _gate(self, target: runner.Target, boot_before: str, op: dict[str, Any],
+    def _gate(self, target: runner.Target, boot_before: str, op: ClusterOperation,
               manager: str, marker: str = "") -> str:
         """'' once the host is healthy again, else why not (after the gate timeout).
 
@@ -354,10 +345,11 @@ class Executor:
             else:
                 if self.operation.operation == "deploy":
                     version = self._probe(target, VERSION_COMMAND)
-                    if version.ok and version.output != op.get("version"):
+                    wanted = op.version if isinstance(op, ClusterDeploy) else None
+                    if version.ok and version.output != wanted:
                         return (f"booted version {runner.one_line(version.output, 64)!r}, "
-                                f"not the requested {op.get('version')!r}")
-                if not manager or self._manager_call("node_ready", manager, target.address):
+                                f"not the requested {wanted!r}")
+                if not manager or self.container.node_ready(manager, target.address):
                     return ""
                 last = "its node is not Ready in the container manager"
             time.sleep(self.settings.poll)

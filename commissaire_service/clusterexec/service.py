@@ -14,9 +14,10 @@ from typing import Any
 
 from commissaire import errors
 from commissaire.ansible import runner
+from commissaire.bus.clients import Caller, StorageClient
 from commissaire.models import OPERATIONS
-from commissaire_service.clusterexec.executor import Bus, Executor, LostLock, Settings
-from commissaire_service.service import Service, bus_method, on_notification
+from commissaire_service.clusterexec.executor import Executor, LostLock, Settings
+from commissaire_service.service import Service, on_notification
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,11 @@ KINDS = [cls.kind for cls in OPERATIONS.values()]
 class ClusterExecService(Service):
     name = "clusterexec"
 
-    def __init__(self, bus: Bus, lease_ttl: int = 10, settings: Settings | None = None,
+    def __init__(self, bus: Caller, lease_ttl: int = 10, settings: Settings | None = None,
                  start: bool = True) -> None:
         super().__init__()
         self.bus = bus
+        self.storage = StorageClient(bus)
         self.lease_ttl = lease_ttl
         self.settings = settings or Settings()
         self._running: dict[tuple[str, str], threading.Thread] = {}
@@ -42,8 +44,8 @@ class ClusterExecService(Service):
     def health(self) -> dict[str, Any]:
         return {"running": self.running()}
 
-    @bus_method()
     def running(self) -> list[str]:
+        """The operations this copy runs now (reported by ping)."""
         with self._lock:
             return [f"{k}/{n}" for (k, n), t in self._running.items() if t.is_alive()]
 
@@ -57,17 +59,15 @@ class ClusterExecService(Service):
 
     def scan(self) -> None:
         """Take over operations in process that nobody runs."""
-        for op in self.bus.call("storage.list_operations", {"status": "in_process"}):
-            self.try_run(op["kind"], op["name"])
+        for op in self.storage.list_operations("in_process"):
+            self.try_run(op.kind, op.name)
 
     def try_run(self, kind: str, name: str) -> bool:
         key = (kind, name)
         with self._lock:
             if key in self._running and self._running[key].is_alive():
                 return False
-        got = self.bus.call("storage.acquire_lock", {"name": f"{kind}.{name}",
-                                                      "owner": self.instance,
-                                                      "ttl": self.lease_ttl})
+        got = self.storage.acquire_lock(f"{kind}.{name}", self.instance, self.lease_ttl)
         if not got["acquired"]:
             return False
         thread = threading.Thread(target=self._run, args=(kind, name, got["lease"]),
@@ -85,7 +85,7 @@ class ClusterExecService(Service):
         try:
             logger.info("running %s of %s", kind, name)
             final = Executor(self.bus, kind, name, lease, self.settings, lost).run()
-            logger.info("%s of %s ended: %s", kind, name, final.get("status"))
+            logger.info("%s of %s ended: %s", kind, name, final.status)
         except LostLock:
             logger.warning("%s of %s: lock lost; another copy takes over", kind, name)
         except Exception:
@@ -93,15 +93,14 @@ class ClusterExecService(Service):
         finally:
             lost.set()
             try:
-                self.bus.call("storage.release_lock", {"name": f"{kind}.{name}", "lease": lease})
+                self.storage.release_lock(f"{kind}.{name}", lease)
             except errors.CommissaireError:
                 pass
 
     def _keep_alive(self, kind: str, name: str, lease: int, lost: threading.Event) -> None:
         while not lost.wait(self.lease_ttl / 3):
             try:
-                self.bus.call("storage.keepalive_lock", {"name": f"{kind}.{name}",
-                                                         "lease": lease})
+                self.storage.keepalive_lock(f"{kind}.{name}", lease)
             except errors.NotFound:
                 lost.set()
             except errors.CommissaireError as exc:

@@ -309,9 +309,6 @@ class KubeClient:
         return self.request("POST", "/api/v1/nodes", body={
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
 
-    def delete_node(self, name: str) -> dict[str, Any]:
-        return self.request("DELETE", f"/api/v1/nodes/{_seg(name)}")
-
     def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         """Strategic merge patch, as kubectl cordon sends it."""
         return self.request("PATCH", f"/api/v1/nodes/{_seg(name)}", body=patch,

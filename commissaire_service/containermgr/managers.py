@@ -64,9 +64,6 @@ class Manager:
     def register_node(self, address: str) -> dict[str, Any]:
         raise NotImplementedError
 
-    def remove_node(self, address: str) -> dict[str, Any]:
-        raise NotImplementedError
-
     def node_status(self, address: str) -> dict[str, Any]:
         raise NotImplementedError
 
@@ -87,9 +84,6 @@ class TrivialManager(Manager):
 
     def register_node(self, address: str) -> dict[str, Any]:
         return self._result(address, registered=True, created=False)
-
-    def remove_node(self, address: str) -> dict[str, Any]:
-        return self._result(address, removed=False)
 
     def node_status(self, address: str) -> dict[str, Any]:
         return self._result(address, ready=True, status="ok", unschedulable=False,
@@ -155,17 +149,6 @@ class KubernetesManager(Manager):
                 return self._result(address, registered=True, created=False)
         logger.info("registered node %s with container manager %s", address, self.name)
         return self._result(address, registered=True, created=True)
-
-    def remove_node(self, address: str) -> dict[str, Any]:
-        """Delete the Node; one that is already gone is success."""
-        self._check_name(address)
-        with self._calling(f"removing node {address}"):
-            try:
-                self.client.delete_node(address)
-            except ApiNotFound:
-                return self._result(address, removed=False)
-        logger.info("removed node %s from container manager %s", address, self.name)
-        return self._result(address, removed=True)
 
     def node_status(self, address: str) -> dict[str, Any]:
         """Ready/NotReady/Unknown from the Ready condition; "absent" for no Node."""

@@ -13,9 +13,10 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any, Protocol
+from typing import Any
 
 from commissaire import errors
+from commissaire.bus.clients import Caller, StorageClient
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.kube import DEFAULT_CERTIFICATE_DIRS
@@ -25,23 +26,18 @@ from commissaire_service.service import Service, bus_method
 logger = logging.getLogger(__name__)
 
 
-class BusLike(Protocol):
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
-
-
 class ContainerManagerService(Service):
     # DESIGN: container-manager calls are routed as container.<method>.
     name = "container"
 
-    def __init__(self, bus: BusLike | None = None, *, poll_interval: float = 1.0,
+    def __init__(self, bus: Caller | None = None, *, poll_interval: float = 1.0,
                  allowed_urls: AllowedURLs | None = None,
                  certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> None:
         """`poll_interval`: seconds between checks while a drain waits on pods;
         `allowed_urls`: the API servers it may call (None: none);
         `certificate_dirs`: where certificate/key files named by options may be."""
         super().__init__()
-        self.bus = bus
+        self.storage = None if bus is None else StorageClient(bus)
         self.poll_interval = poll_interval
         self.allowed_urls = allowed_urls or AllowedURLs()
         self.certificate_dirs = certificate_dirs
@@ -51,7 +47,7 @@ class ContainerManagerService(Service):
     def health(self) -> dict[str, Any]:
         facts: dict[str, Any] = {"service_process": "containermgr",
                                  "clients": len(self._managers)}
-        if self.bus is None:
+        if self.storage is None:
             facts["problem"] = "built without a bus client: cannot read container managers"
         return facts
 
@@ -67,11 +63,6 @@ class ContainerManagerService(Service):
     def register_node(self, container_manager: str, address: str) -> dict[str, Any]:
         """Register the host's node; an existing node is success."""
         return self._manager(container_manager).register_node(validate_address(address))
-
-    @bus_method()
-    def remove_node(self, container_manager: str, address: str) -> dict[str, Any]:
-        """Remove the host's node; a missing node is success."""
-        return self._manager(container_manager).remove_node(validate_address(address))
 
     @bus_method()
     def get_node_status(self, container_manager: str, address: str) -> dict[str, Any]:
@@ -108,14 +99,13 @@ class ContainerManagerService(Service):
 
     def _manager(self, container_manager: str) -> Manager:
         name = validate_name(container_manager, field="container_manager")
-        if self.bus is None:
+        if self.storage is None:
             raise errors.ContainerManagerError(
                 "this container manager service was built without a bus client, so it "
                 "cannot read container manager records")
-        record = self.bus.call("storage.get", {"kind": "ContainerManagerConfig", "key": name,
-                                               "reveal": True})
-        type_name = str(record.get("type") or "")
-        options = dict(record.get("options") or {})
+        record = self.storage.reveal_container_manager(name)
+        type_name = str(record.type or "")
+        options = dict(record.options or {})
         digest = hashlib.sha256(json.dumps([type_name, options], sort_keys=True,
                                            default=str).encode()).hexdigest()
         with self._lock:

@@ -1,8 +1,7 @@
 """The investigator: new host → investigating → bootstrapping → active.
 
-It hears of new hosts from storage notifications (and `investigator.investigate`
-for a re-run), pins each host's SSH key, then runs one Ansible run for every host
-that arrived together (facts, then bootstrap), so 50 hosts registered at once cost
+It hears of new hosts from storage notifications, pins each host's SSH key,
+then runs one Ansible run for every host that arrived together (facts, then bootstrap), so 50 hosts registered at once cost
 about one `ansible-playbook` with forks, not 50. Facts are recorded, and the host
 moved to `bootstrapping`, as soon as its facts task reports. A host whose cluster
 has a container manager is registered with it and becomes `active`; otherwise it
@@ -22,36 +21,33 @@ import logging
 import queue
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Protocol
+from typing import Any
 
 from commissaire import errors
 from commissaire.ansible import runner
-from commissaire.models import utcnow
+from commissaire.bus.clients import Caller, ContainerClient, StorageClient
+from commissaire.models import Cluster, Host, Network, utcnow
 from commissaire.reach import log_safe, unreachable_reason
 from commissaire.ssh import check_private_key, fetch_host_key, fingerprint, host_target
 from commissaire_service.investigator import facts as host_facts
 from commissaire_service.investigator.changes import summarize
 from commissaire_service.investigator.settings import BootstrapSettings
-from commissaire_service.service import Service, bus_method, on_notification
+from commissaire_service.service import Service, on_notification
 
 logger = logging.getLogger(__name__)
 
 PREPARE_THREADS = 8  # hosts of a batch whose key is fetched and pinned at once
 
 
-class Bus(Protocol):
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
-
-
 class InvestigatorService(Service):
     name = "investigator"
 
-    def __init__(self, bus: Bus, batch_window: float = 0.5, max_batch: int = 200,
+    def __init__(self, bus: Caller, batch_window: float = 0.5, max_batch: int = 200,
                  ssh: runner.SSHSettings | None = None,
                  bootstrap: BootstrapSettings | None = None) -> None:
         super().__init__()
-        self.bus = bus
+        self.storage = StorageClient(bus)
+        self.container = ContainerClient(bus)
         self.batch_window = batch_window
         self.max_batch = max_batch
         self.ssh = ssh or runner.SSHSettings()
@@ -81,17 +77,6 @@ class InvestigatorService(Service):
     @on_notification("notify.storage.Host.created")
     def on_host_created(self, record: dict[str, Any]) -> None:
         self._queue.put(record["address"])
-
-    @bus_method()
-    def investigate(self, address: str) -> dict[str, Any]:
-        """Investigate (again) a known host: its status goes back to investigating."""
-        host = self.bus.call("storage.get_host", {"address": address})
-        self.bus.call("storage.update_host", {"address": address, "uid": host.get("uid", ""),
-                                              "changes": {"status": "investigating",
-                                                          "status_reason": "",
-                                                          "bootstrapped": False}})
-        self._queue.put(address)
-        return {"address": address, "queued": True}
 
     # -- the work --------------------------------------------------------
 
@@ -145,23 +130,22 @@ class InvestigatorService(Service):
     def _prepare(self, address: str) -> runner.Target | None:
         """Everything needed to act on a host, and its host key pinned; None if failed."""
         try:
-            host = self.bus.call("storage.get_host", {"address": address})
+            host = self.storage.get_host(address)
         except errors.NotFound:
             return None  # deleted meanwhile
-        if host["status"] != "investigating":
+        if host.status != "investigating":
             return None
         # Everything learned from here on is about this incarnation only.
-        self._uids[address] = host.get("uid", "")
+        self._uids[address] = host.uid
         try:
-            creds = self.bus.call("storage.get_creds", {"address": address,
-                                                        "uid": host.get("uid", "")})
+            creds = self.storage.reveal_creds(address, uid=host.uid)
         except (errors.NotFound, errors.StaleRecord):
             return None  # deleted (and created again: that record has its own job)
         except errors.SecretsUnavailable as exc:
             self._fail(address, exc.description)  # e.g. credentials stored unencrypted
             return None
         try:
-            access = host_target(host, creds)
+            access = host_target(host.to_dict(), creds.to_dict())
         except errors.SecretsUnavailable:
             self._fail(address, "the private key is not a valid SSH private key")
             return None
@@ -182,10 +166,10 @@ class InvestigatorService(Service):
                         log_safe(str(exc) or type(exc).__name__))
             self._fail(address, unreachable_reason(address, port))
             return None
-        pinned = host.get("ssh_host_key") or ""
+        pinned = host.ssh_host_key or ""
         if pinned and pinned != offered:
             self._fail(address, f"the SSH host key of {address} changed since it was pinned "
-                                f"({host.get('host_key_fingerprint')} → {fingerprint(offered)}); "
+                                f"({host.host_key_fingerprint} → {fingerprint(offered)}); "
                                 "refusing to connect")
             return None
         if not pinned and not self._update(address, {
@@ -194,37 +178,35 @@ class InvestigatorService(Service):
         return runner.Target.of(dataclasses.replace(access, host_key=offered),
                                 self._cluster_vars(address, host))
 
-    def _cluster_vars(self, address: str, host: dict[str, Any]) -> dict[str, Any]:
+    def _cluster_vars(self, address: str, host: Host) -> dict[str, Any]:
         """Bootstrap variables from the host's cluster, its network and container
         manager, and the admin's bootstrap settings (mirrors, pins, keys)."""
         hostvars: dict[str, Any] = {"commissaire_bootstrap_ip": address,
-                                    "commissaire_cluster": host.get("cluster", ""),
+                                    "commissaire_cluster": host.cluster,
                                     "commissaire_container_runtime": "",
                                     **self.bootstrap.hostvars()}
-        if not host.get("cluster"):
+        if not host.cluster:
             return hostvars
-        cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": host["cluster"]})
+        cluster = self.storage.get(Cluster, host.cluster)
         # "" (or a cluster stored before the field): the OS profile's default.
-        hostvars["commissaire_container_runtime"] = cluster.get("container_runtime") or ""
-        network = self.bus.call("storage.get", {"kind": "Network", "key": cluster["network"]})
-        hostvars["commissaire_network_name"] = network["name"]
-        hostvars["commissaire_network_type"] = network["type"]
-        options = network.get("options") or {}
-        if network["type"] == "flannel_server":
+        hostvars["commissaire_container_runtime"] = cluster.container_runtime or ""
+        network = self.storage.get(Network, cluster.network)
+        hostvars["commissaire_network_name"] = network.name
+        hostvars["commissaire_network_type"] = network.type
+        options = network.options or {}
+        if network.type == "flannel_server":
             hostvars["commissaire_flanneld_server"] = options.get("address", "")
         else:
             # The network's own etcd if it names one, else the store's (seed chapter 9).
             hostvars["commissaire_etcd_server_url"] = options.get("etcd_server_url") or \
-                self.bus.call("storage.etcd_endpoint", {})
+                self.storage.etcd_endpoint()
             hostvars["commissaire_flannel_key"] = options.get("flannel_key",
                                                               "/atomic.io/network")
-        if cluster.get("container_manager"):
-            manager = self.bus.call("storage.get", {"kind": "ContainerManagerConfig",
-                                                    "key": cluster["container_manager"],
-                                                    "reveal": True})
-            manager_options = manager.get("options") or {}
-            hostvars["commissaire_container_manager"] = manager["name"]
-            hostvars["commissaire_container_manager_type"] = manager["type"]
+        if cluster.container_manager:
+            manager = self.storage.reveal_container_manager(cluster.container_manager)
+            manager_options = manager.options or {}
+            hostvars["commissaire_container_manager"] = manager.name
+            hostvars["commissaire_container_manager_type"] = manager.type
             hostvars["commissaire_kubernetes_api_server_url"] = (
                 manager_options.get("server_url") or manager_options.get("apiserver") or "")
             hostvars["commissaire_kubernetes_bearer_token"] = manager_options.get("token", "")
@@ -252,8 +234,7 @@ class InvestigatorService(Service):
         reason = ""
         if manager:
             try:
-                self.bus.call("container.register_node", {"container_manager": manager,
-                                                          "address": target.address})
+                self.container.register_node(manager, target.address)
                 status = "active"
             except errors.CommissaireError as exc:
                 self._fail(target.address, f"bootstrapped, but registering the node with "
@@ -279,8 +260,7 @@ class InvestigatorService(Service):
                            ", ".join(sorted(changes)))
             return False
         try:
-            self.bus.call("storage.update_host", {"address": address, "uid": uid,
-                                                  "changes": changes})
+            self.storage.update_host(address, changes, uid=uid)
             return True
         except errors.NotFound:
             logger.info("host %s was deleted during its investigation", address)

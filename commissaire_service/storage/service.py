@@ -7,7 +7,7 @@ with the record's secret-free form.
 
 Incarnations: a host (and a container manager) gets a new `uid` each time it is
 created. Services name the uid they read in every update (`update_host`,
-`record_checks`, `update_operation_host`, `get_creds`); an update naming an
+`record_checks`, `update_operation_host`, `reveal_creds`); an update naming an
 incarnation that is gone is refused with errors.StaleRecord, so a record deleted
 and created again never receives what was learned about the old one. Records
 stored before uids existed have uid "" (the legacy incarnation) until deleted.
@@ -143,19 +143,18 @@ class StorageService(_OperationLocks, Service):
     # -- generic records (clusters, networks, container managers) --------
 
     @bus_method()
-    def get(self, kind: str, key: str, reveal: bool = False) -> dict[str, Any]:
+    def get(self, kind: str, key: str) -> dict[str, Any]:
+        """A record as clients see it: no secrets (reveal_* methods return those)."""
         if kind == "Cluster":
             return self.get_cluster(key)
         if kind == "HostCreds":
-            raise errors.Forbidden("use get_creds for credentials")
-        record = self.repo.require(model_class(kind), key)
-        return record.to_dict() if reveal else record.to_safe_dict()
+            raise errors.Forbidden("use reveal_creds for credentials")
+        return self.repo.require(model_class(kind), key).to_safe_dict()
 
-    @bus_method("list")
-    def list_records(self, kind: str) -> list[dict[str, Any]]:
-        if kind == "HostCreds":
-            raise errors.Forbidden("credentials cannot be listed")
-        return [r.to_safe_dict() for r in self.repo.list_all(model_class(kind))]
+    @bus_method()
+    def reveal_container_manager(self, name: str) -> dict[str, Any]:
+        """A container manager with its token: only for the services that call it."""
+        return self.repo.require(ContainerManagerConfig, name).to_dict()
 
     @bus_method()
     def list_names(self, kind: str) -> list[str]:
@@ -261,8 +260,8 @@ class StorageService(_OperationLocks, Service):
         return ""
 
     @bus_method()
-    def get_creds(self, address: str, uid: str | None = None) -> dict[str, Any]:
-        """The host's credentials; with `uid`, only those of that incarnation
+    def reveal_creds(self, address: str, uid: str | None = None) -> dict[str, Any]:
+        """The host's credentials, private key included; with `uid`, only those of that incarnation
         (StaleRecord otherwise). Credentials sealed for another incarnation of the
         host than the current one never open (SecretsUnavailable)."""
         address = validate_address(address)
@@ -416,8 +415,8 @@ class StorageService(_OperationLocks, Service):
 
     # -- clusters and their members ---------------------------------------
 
-    @bus_method()
     def get_cluster(self, name: str) -> dict[str, Any]:
+        """A cluster with its computed status and host counts (what `get` answers)."""
         cluster = self.repo.require(Cluster, validate_name(name))
         hosts = {h.address: h.status for h in self.repo.list_all(Host) if h.cluster == name}
         statuses = [hosts.get(a, "failed") for a in cluster.hostset]
@@ -585,22 +584,6 @@ class StorageService(_OperationLocks, Service):
         if record is None:
             raise errors.NotFound(f"cluster {name!r} has no {getattr(cls, 'operation', kind)} record")
         return record.to_safe_dict()
-
-    @bus_method()
-    def save_operation(self, kind: str, record: dict[str, Any]) -> dict[str, Any]:
-        """Clusterexec records progress here."""
-        cls = model_class(kind)
-        new = cls.from_dict(record)
-
-        def mutate(current: Current, snap: Snapshot) -> Model:
-            if current[(kind, new.key)] is None:
-                raise errors.NotFound(f"no {kind} for cluster {new.key!r}")
-            snap.put(new)
-            return new
-
-        saved = self.repo.change([(kind, new.key, "")], mutate)
-        self._announce(saved, "updated")
-        return saved.to_safe_dict()
 
     @bus_method()
     def list_operations(self, status: str = "in_process") -> list[dict[str, Any]]:

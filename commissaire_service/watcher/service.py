@@ -22,11 +22,12 @@ import time
 from typing import Any, Protocol
 
 from commissaire import errors
-from commissaire.models import utcnow
+from commissaire.bus.clients import Caller, HostCheck, StorageClient
+from commissaire.models import Cluster, utcnow
 from commissaire.reach import ANYWHERE, Reach
 from commissaire.secrets import ExpiringCache
 from commissaire.ssh import AUTH_FAILED, ProbeResult, ProbeTarget, host_target, probe_many
-from commissaire_service.service import Service, bus_method, on_notification
+from commissaire_service.service import Service, on_notification
 
 logger = logging.getLogger(__name__)
 
@@ -34,10 +35,7 @@ WATCHED = ("active", "disassociated", "failed")
 CREDS_TTL = 120.0  # seconds a host's decrypted key stays in memory between checks
 
 
-class Bus(Protocol):
-    def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
-
+class Bus(Caller, Protocol):
     def notify(self, routing_key: str, params: dict[str, Any]) -> None: ...
 
 
@@ -55,6 +53,7 @@ class WatcherService(Service):
         """`reach`: the networks this watcher may probe (its ssh-allowed-networks)."""
         super().__init__()
         self.bus = bus
+        self.storage = StorageClient(bus)
         self.reach = reach
         self.kex_algorithms = kex_algorithms
         self.interval = interval
@@ -85,10 +84,11 @@ class WatcherService(Service):
 
     def load(self) -> None:
         """Every host once, at start; afterwards notifications keep this true."""
-        page = self.bus.call("storage.list_hosts", {})
+        page = self.storage.list_hosts()
         with self._lock:
-            for record in page["items"]:
-                self.hosts[record["address"]] = record
+            for host in page.items:
+                # Kept as notifications bring them: the records' client form.
+                self.hosts[host.address] = host.to_safe_dict()
         self._loaded.set()
 
     @on_notification("notify.storage.Host.created", "notify.storage.Host.updated", private=True)
@@ -121,11 +121,6 @@ class WatcherService(Service):
 
     # -- checking -----------------------------------------------------------
 
-    @bus_method()
-    def check_now(self) -> dict[str, Any]:
-        """Run one cycle at once (operators and tests)."""
-        return self.run_cycle()
-
     def due(self) -> list[dict[str, Any]]:
         with self._lock:
             peers = self._live_peers()
@@ -146,7 +141,7 @@ class WatcherService(Service):
         checks = [self._check(h, results[h["address"]]) for h in hosts
                   if h["address"] in results]
         if checks:
-            self.bus.call("storage.record_checks", {"checks": checks})
+            self.storage.record_checks(checks)
         self.cycles += 1
         summary = {"checked": len(checks),
                    "failed": sum(1 for r in results.values() if not r.ok),
@@ -162,8 +157,8 @@ class WatcherService(Service):
         address, uid = host["address"], host.get("uid", "")
 
         def fetch() -> tuple[str, str]:
-            creds = self.bus.call("storage.get_creds", {"address": address, "uid": uid})
-            access = host_target(host, creds)
+            creds = self.storage.reveal_creds(address, uid=uid)
+            access = host_target(host, creds.to_dict())
             return access.private_key, access.user
 
         try:
@@ -178,7 +173,7 @@ class WatcherService(Service):
                            port=int(host.get("ssh_port") or 22),
                            host_key=host.get("ssh_host_key") or "")
 
-    def _check(self, host: dict[str, Any], result: ProbeResult) -> dict[str, Any]:
+    def _check(self, host: dict[str, Any], result: ProbeResult) -> HostCheck:
         changes: dict[str, Any] = {"last_check": utcnow()}
         if result.ok and host["status"] == "failed":
             changes.update(status=self._healthy_status(host), status_reason="")
@@ -193,10 +188,10 @@ class WatcherService(Service):
         if not host.get("cluster"):
             return "disassociated"
         try:
-            cluster = self.bus.call("storage.get", {"kind": "Cluster", "key": host["cluster"]})
+            cluster = self.storage.get(Cluster, host["cluster"])
         except errors.NotFound:
             return "disassociated"
-        return "active" if cluster.get("container_manager") else "disassociated"
+        return "active" if cluster.container_manager else "disassociated"
 
     def _loop(self) -> None:
         while not self._stopping.is_set():

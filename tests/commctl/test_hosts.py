@@ -22,7 +22,7 @@ def test_host_lifecycle(commctl: Commctl, key_file: Path) -> None:
     # The same key again is an idempotent re-PUT (the seed's positional form, or -s).
     assert "already exists" in commctl("host", "create", "-c", "c1", "-s", str(key_file),
                                        "192.168.152.110").out
-    creds = commctl.server.storage.get_creds("192.168.152.110")
+    creds = commctl.server.storage.reveal_creds("192.168.152.110")
     assert base64.b64decode(creds["ssh_priv_key"]) == key_file.read_bytes()
     assert creds["remote_user"] == "root"
 
@@ -53,7 +53,7 @@ def test_host_create_options(commctl: Commctl, key_file: Path) -> None:
     result = commctl("-o", "json", "host", "create", "-u", "admin", "-p", "2222",
                      "-s", str(key_file), "10.0.0.9")
     assert result.code == 0 and result.json["ssh_port"] == 2222
-    assert commctl.server.storage.get_creds("10.0.0.9")["remote_user"] == "admin"
+    assert commctl.server.storage.reveal_creds("10.0.0.9")["remote_user"] == "admin"
 
 
 def test_host_create_errors(commctl: Commctl, key_file: Path, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from commctl import watch
 from commctl.client import Client
 from commctl.config import Settings
 from commctl.exitstatus import ExitStatus
+from commissaire.models import model_class
 from tests.commctl.conftest import PASSWORD, USER, Commctl, LiveServer, Terminal
 
 HOSTS = ("10.0.0.1", "10.0.0.2")
@@ -38,7 +39,8 @@ def advance(server: LiveServer, kind: str, states: dict[str, str], status: str =
         record["hosts"][address]["state"] = state
     if status:
         record.update(status=status, reason=reason, finished_at="2030-01-01T00:00:00")
-    server.storage.save_operation(kind, record)
+    server.storage.repo.change([(kind, "c1", "")], lambda _current, snap: snap.put(
+        model_class(kind).from_dict(record)))
 
 
 def stepper(monkeypatch: pytest.MonkeyPatch, steps: list[Callable[[], None]]) -> None:

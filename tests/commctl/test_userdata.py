@@ -208,7 +208,7 @@ def test_script_registers_the_host_in_its_cluster(commctl: Commctl, made: str, k
     assert code == 0, log
     assert "registered 127.0.100.5" in log and "in cluster c1 (HTTP 201)" in log
     assert [h["address"] for h in hosts_of(commctl)] == ["127.0.100.5"]
-    creds = commctl.server.storage.get_creds("127.0.100.5")
+    creds = commctl.server.storage.reveal_creds("127.0.100.5")
     assert base64.b64decode(creds["ssh_priv_key"]) == key_file.read_bytes()
     # Run again (a reboot before cloud-init marked it done): idempotent.
     code, log = run_script(made, tmp_path, COMMISSAIRE_ADDRESS="127.0.100.5",

@@ -1,4 +1,5 @@
-"""Fixtures: the Kubernetes stand-in over real HTTP, and a fake bus for storage.get."""
+"""Fixtures: the Kubernetes stand-in over real HTTP, and a fake bus for
+storage.reveal_container_manager."""
 from __future__ import annotations
 
 import tempfile

@@ -1,4 +1,5 @@
-"""Test doubles of the container manager tests: a bus that only answers storage.get."""
+"""Test doubles of the container manager tests: a bus that only answers
+storage.reveal_container_manager."""
 from __future__ import annotations
 
 import copy
@@ -15,7 +16,7 @@ LOOPBACK = AllowedURLs.from_setting(["http://127.0.0.0/8:*", "https://127.0.0.0/
 
 
 class FakeBus:
-    """Answers `storage.get` of ContainerManagerConfig records from a dict."""
+    """Answers `storage.reveal_container_manager` from a dict of records."""
 
     def __init__(self) -> None:
         self.records: dict[str, dict[str, Any]] = {}
@@ -29,12 +30,12 @@ class FakeBus:
              timeout: float | None = None, request_id: str | None = None) -> Any:
         params = params or {}
         self.calls.append((method, params))
-        if method != "storage.get" or params.get("kind") != "ContainerManagerConfig":
+        # The token is only in the revealed record: no other method answers here.
+        if method != "storage.reveal_container_manager":
             raise errors.MethodNotFound(f"the fake bus does not answer {method}")
-        assert params.get("reveal") is True, "the token is only in the revealed record"
-        record = self.records.get(params["key"])
+        record = self.records.get(params["name"])
         if record is None:
-            raise errors.NotFound(f"container manager {params['key']!r} does not exist")
+            raise errors.NotFound(f"container manager {params['name']!r} does not exist")
         return copy.deepcopy(record)
 
 

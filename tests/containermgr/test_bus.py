@@ -1,8 +1,8 @@
 """The container manager service behind the real in-process bus.
 
 Both directions cross the bus: callers reach `container.*`, and the service
-reads its records with `storage.get` from a storage stub that is itself served
-on the bus.
+reads its records with `storage.reveal_container_manager` from a storage stub
+that is itself served on the bus.
 """
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ NODE = "10.1.2.3"
 
 
 class StorageStub(Service):
-    """`storage.get` of container manager records, answered from a FakeBus's dict."""
+    """`storage.reveal_container_manager`, answered from a FakeBus's dict."""
 
     name = "storage"
 
@@ -33,9 +33,8 @@ class StorageStub(Service):
         self.records = records
 
     @bus_method()
-    def get(self, kind: str, key: str, reveal: bool = False) -> dict[str, Any]:
-        return dict(self.records.call("storage.get", {"kind": kind, "key": key,
-                                                      "reveal": reveal}))
+    def reveal_container_manager(self, name: str) -> dict[str, Any]:
+        return dict(self.records.call("storage.reveal_container_manager", {"name": name}))
 
 
 @pytest.fixture

@@ -59,15 +59,6 @@ def test_node_status_follows_the_ready_condition(service: ContainerManagerServic
     assert service.node_ready(k8s, NODE) is False
 
 
-def test_remove_node_is_idempotent(service: ContainerManagerService, k8s: str,
-                                   standin: KubeStandIn) -> None:
-    standin.add_node(NODE)
-    assert service.remove_node(k8s, NODE)["removed"] is True
-    assert standin.node(NODE) is None
-    assert service.remove_node(k8s, NODE)["removed"] is False
-    assert service.get_node_status(k8s, NODE)["status"] == "absent"
-
-
 def test_addresses_are_validated(service: ContainerManagerService, k8s: str) -> None:
     with pytest.raises(errors.ValidationError, match="address"):
         service.register_node(k8s, "not an address; rm -rf /")
@@ -324,13 +315,12 @@ def test_trivial_succeeds_without_network(service: ContainerManagerService, bus:
     assert service.cordon("none", NODE)["unschedulable"] is True
     assert service.uncordon("none", NODE)["unschedulable"] is False
     assert service.drain("none", NODE, timeout=1)["evicted"] == []
-    assert service.remove_node("none", NODE)["container_manager"] == "none"
 
 
 def test_methods_are_exposed_by_name(service: ContainerManagerService, k8s: str,
                                      standin: KubeStandIn) -> None:
     assert service.exposed() == sorted(f"container.{m}" for m in (
-        "ping", "register_node", "remove_node", "get_node_status", "node_ready", "cordon",
+        "ping", "register_node", "get_node_status", "node_ready", "cordon",
         "uncordon", "drain"))
     standin.add_node(NODE)
     assert service.dispatch("container.node_ready",

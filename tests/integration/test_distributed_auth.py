@@ -46,7 +46,7 @@ def test_redis_refuses_clients_without_the_password(redis_server: RedisServer) -
 
 def test_the_bus_without_credentials_gets_nothing_and_shows_no_password(
         redis_server: RedisServer, caplog: pytest.LogCaptureFixture) -> None:
-    """Anyone who reaches Redis without the password cannot call storage.get_creds."""
+    """Anyone who reaches Redis without the password cannot call storage.reveal_creds."""
     caplog.set_level(logging.DEBUG)
     exchange = f"auth-{time.monotonic_ns()}"
     seen: list[str] = []
@@ -64,14 +64,14 @@ def test_the_bus_without_credentials_gets_nothing_and_shows_no_password(
             client = BusClient(uri, exchange, timeout=1.5)
             try:
                 with pytest.raises(errors.CommissaireError) as caught:
-                    client.call("storage.get_creds", {"address": "127.0.0.1"})
+                    client.call("storage.reveal_creds", {"address": "127.0.0.1"})
                 assert "guessed-password-123" not in str(caught.value)
             finally:
                 client.close()
         assert seen == []
         client = BusClient(redis_server.url, exchange, timeout=5)
         try:
-            assert client.call("storage.get_creds", {"address": "127.0.0.1"}) == {"ok": 1}
+            assert client.call("storage.reveal_creds", {"address": "127.0.0.1"}) == {"ok": 1}
             assert ":**@" in client._safe_uri() and redis_server.password not in client._safe_uri()
         finally:
             client.close()

@@ -104,7 +104,7 @@ def test_a_private_key_is_not_readable_in_an_etcd_dump(etcd_server: EtcdServer,
     encoded = base64.b64encode(private.encode()).decode()
     service.create_host({"address": "127.0.250.7"},
                         {"address": "127.0.250.7", "ssh_priv_key": encoded})
-    assert service.get_creds("127.0.250.7")["ssh_priv_key"] == encoded
+    assert service.reveal_creds("127.0.250.7")["ssh_priv_key"] == encoded
     raw = etcd_server.raw_client()
     dump = "".join(value.decode() if isinstance(value, bytes) else str(value)
                    for value in raw.get_prefix(prefix))

@@ -105,7 +105,7 @@ def test_rotation_reencrypts_every_record_online(
         while not stop.is_set():
             try:
                 for address in HOSTS:
-                    assert service.get_creds(address)["ssh_priv_key"] == key_of(address)
+                    assert service.reveal_creds(address)["ssh_priv_key"] == key_of(address)
             except BaseException as exc:  # reported below
                 failures.append(exc)
                 return
@@ -137,10 +137,10 @@ def test_rotation_reencrypts_every_record_online(
     try:
         for svc in (service, fresh):
             for address in HOSTS:
-                creds = svc.get_creds(address)
+                creds = svc.reveal_creds(address)
                 assert (creds["ssh_priv_key"], creds["remote_user"]) == (key_of(address), "core")
-            assert svc.get_creds("10.9.0.9")["ssh_priv_key"] == key_of("10.9.0.9")
-            assert svc.get("ContainerManagerConfig", "cm", reveal=True)["options"]["token"] == \
+            assert svc.reveal_creds("10.9.0.9")["ssh_priv_key"] == key_of("10.9.0.9")
+            assert svc.reveal_container_manager("cm")["options"]["token"] == \
                 "bearer-t0ken"
         assert old_kid not in SecretBox.from_key_file(str(key_file)).kids
     finally:

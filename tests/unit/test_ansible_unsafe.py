@@ -24,6 +24,8 @@ from ansible.parsing.dataloader import DataLoader
 from ansible.template import is_trusted_as_template
 
 from commissaire.ansible import runner
+from commissaire.bus.clients import StorageClient
+from commissaire.models import ClusterDeploy, Host
 from commissaire_service.clusterexec.executor import Executor, Settings
 from commissaire_service.investigator.service import InvestigatorService
 from commissaire_service.investigator.settings import BootstrapSettings
@@ -55,14 +57,14 @@ class HostileBus:
         if method == "storage.get" and params["kind"] == "Network":
             return {"name": v, "type": self.network_type, "options": {
                 "address": v, "etcd_server_url": v, "flannel_key": v}}
-        if method == "storage.get" and params["kind"] == "ContainerManagerConfig":
+        if method == "storage.reveal_container_manager":
             return {"name": v, "type": v, "options": {"server_url": v, "token": v}}
         if method == "storage.etcd_endpoint":
             return v
         if method == "storage.get_host":
             return {"address": params["address"], "os": v, "ssh_port": 22,
                     "ssh_host_key": HOST_KEY, "uid": "u1", "cluster": v}
-        if method == "storage.get_creds":
+        if method == "storage.reveal_creds":
             return {"address": params["address"], "remote_user": v,
                     "ssh_priv_key": base64.b64encode(b"key").decode()}
         raise AssertionError(f"unexpected call {method}")
@@ -73,10 +75,10 @@ def investigator_vars(value: str) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for network_type in ("flannel_server", value):  # any other type: flannel_etcd's vars
         svc = InvestigatorService.__new__(InvestigatorService)  # no worker thread
-        svc.bus = HostileBus(value, network_type)
+        svc.storage = StorageClient(HostileBus(value, network_type))
         # Admin settings are checked at start-up; here as if they had not been.
         svc.bootstrap = BootstrapSettings(kubernetes_minor=value, release_mirror=value)
-        found.update(svc._cluster_vars("127.0.0.1", {"cluster": value}))
+        found.update(svc._cluster_vars("127.0.0.1", Host(cluster=value)))
     return found
 
 
@@ -88,7 +90,7 @@ def executor_vars(value: str) -> tuple[runner.Target, dict[str, Any]]:
     seen: dict[str, Any] = {}
     executor._batcher = types.SimpleNamespace(  # type: ignore[assignment]
         run=lambda playbook, t, extravars: seen.update(extravars))
-    executor._run_action(target, {"version": value, "started_at": value})
+    executor._run_action(target, ClusterDeploy(version=value, started_at=value))
     return target, seen
 
 

@@ -117,7 +117,7 @@ def test_credentials_are_read_for_one_incarnation(world) -> None:  # type: ignor
     old = create(storage, "10.0.0.1")
     recreate(storage, "10.0.0.1")
     with pytest.raises(errors.StaleRecord):
-        bus.call("storage.get_creds", {"address": "10.0.0.1", "uid": old["uid"]})
+        bus.call("storage.reveal_creds", {"address": "10.0.0.1", "uid": old["uid"]})
 
 
 def test_records_stored_before_uids_are_the_legacy_incarnation(world, store) -> None:  # type: ignore[no-untyped-def]
@@ -132,7 +132,7 @@ def test_records_stored_before_uids_are_the_legacy_incarnation(world, store) -> 
         ("secrets/hosts/10.0.0.1", {"address": "10.0.0.1", SEALED: ReversibleBox().encrypt(
             secret, "HostCreds/10.0.0.1")})]))
     assert storage.get_host("10.0.0.1")["uid"] == ""
-    assert bus.call("storage.get_creds", {"address": "10.0.0.1", "uid": ""})["ssh_priv_key"]
+    assert bus.call("storage.reveal_creds", {"address": "10.0.0.1", "uid": ""})["ssh_priv_key"]
     bus.call("storage.update_host", {"address": "10.0.0.1", "uid": "",
                                      "changes": {"status": "active"}})
     assert storage.get_host("10.0.0.1")["status"] == "active"

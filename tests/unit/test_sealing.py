@@ -78,7 +78,7 @@ def test_stored_credentials_are_format_2_and_bound_to_the_incarnation(world, sto
     assert set(stored) == {"address", "uid", SEALED}
     assert stored["uid"] == host["uid"] and stored[SEALED]["v"] == 2
     assert KEY not in json.dumps(stored)
-    assert storage.get_creds("10.0.0.1")["ssh_priv_key"] == KEY
+    assert storage.reveal_creds("10.0.0.1")["ssh_priv_key"] == KEY
 
 
 def test_unencrypted_credentials_are_an_error_and_never_used(
@@ -89,7 +89,7 @@ def test_unencrypted_credentials_are_an_error_and_never_used(
     put(store, CREDS + "127.0.1.2", {"address": "127.0.1.2", "uid": host["uid"],
                                      "ssh_priv_key": HOSTILE_KEY, "remote_user": "root"})
     with pytest.raises(errors.SecretsUnavailable, match="stored unencrypted") as info:
-        bus.call("storage.get_creds", {"address": "127.0.1.2"})
+        bus.call("storage.reveal_creds", {"address": "127.0.1.2"})
     assert info.value.http_status == 503 and HOSTILE_KEY not in info.value.description
     runs: list[Any] = []
     monkeypatch.setattr(investigator_module.runner, "run_playbook",
@@ -139,7 +139,7 @@ def test_a_sealed_value_copied_onto_another_record_does_not_open(world, store) -
     copied = raw(store, CREDS + "10.0.0.1")
     put(store, CREDS + "10.0.0.2", {**copied, "address": "10.0.0.2", "uid": other["uid"]})
     with pytest.raises(errors.SecretsUnavailable, match="wrong key or tampered data"):
-        storage.get_creds("10.0.0.2")
+        storage.reveal_creds("10.0.0.2")
     # A host whose credentials do not open can still be deleted.
     assert storage.delete_host("10.0.0.2") == []
 
@@ -153,11 +153,11 @@ def test_a_sealed_value_copied_onto_a_new_incarnation_does_not_open(world, store
     # As it was (naming the old incarnation): not the host's incarnation.
     put(store, CREDS + "10.0.0.1", old_blob)
     with pytest.raises(errors.SecretsUnavailable, match="another incarnation"):
-        storage.get_creds("10.0.0.1")
+        storage.reveal_creds("10.0.0.1")
     # Relabelled with the new uid: the associated data no longer matches.
     put(store, CREDS + "10.0.0.1", {**old_blob, "uid": new["uid"]})
     with pytest.raises(errors.SecretsUnavailable, match="wrong key or tampered data"):
-        storage.get_creds("10.0.0.1")
+        storage.reveal_creds("10.0.0.1")
 
 
 def test_a_token_is_bound_to_its_manager_and_never_read_in_clear(world, store) -> None:  # type: ignore[no-untyped-def]
@@ -172,13 +172,13 @@ def test_a_token_is_bound_to_its_manager_and_never_read_in_clear(world, store) -
     assert "t0ken" not in json.dumps([cm1, cm2]) and cm1["uid"] != cm2["uid"]
     put(store, "container_managers/cm2", {**cm2, "options": cm1["options"]})
     with pytest.raises(errors.SecretsUnavailable):
-        storage.get("ContainerManagerConfig", "cm2", reveal=True)
+        storage.reveal_container_manager("cm2")
     put(store, "container_managers/cm2", {**cm2, "options": {"server_url": "https://k",
                                                              "token": "in-clear"}})
     with pytest.raises(errors.SecretsUnavailable, match="stored unencrypted"):
-        storage.get("ContainerManagerConfig", "cm2", reveal=True)
+        storage.reveal_container_manager("cm2")
     assert storage.delete("ContainerManagerConfig", "cm2") == []
-    assert storage.get("ContainerManagerConfig", "cm1", reveal=True)["options"]["token"] == \
+    assert storage.reveal_container_manager("cm1")["options"]["token"] == \
         "t0ken-one"
 
 
@@ -192,23 +192,23 @@ def test_records_of_the_previous_format_open_and_are_upgraded(world, store, box)
     put(store, "hosts/10.0.0.1", host)
     put(store, CREDS + "10.0.0.1", {"address": "10.0.0.1",
                                     SEALED: box.encrypt(secret, "HostCreds/10.0.0.1")})
-    creds = storage.get_creds("10.0.0.1")
+    creds = storage.reveal_creds("10.0.0.1")
     assert (creds["ssh_priv_key"], creds["remote_user"]) == (KEY, "core")
     strict = StorageService(Repository(HandlerSet(store), box, accept_format_1=False))
     with pytest.raises(errors.SecretsUnavailable, match="format 1"):
-        strict.get_creds("10.0.0.1")
+        strict.reveal_creds("10.0.0.1")
     report = reencrypt(HandlerSet(store), box)
     assert report.resealed == 1 and report.failed == []
     upgraded = raw(store, CREDS + "10.0.0.1")
     assert upgraded[SEALED]["v"] == 2 and upgraded["uid"] == ""
-    assert storage.get_creds("10.0.0.1")["remote_user"] == "core"
-    assert strict.get_creds("10.0.0.1")["remote_user"] == "core"
+    assert storage.reveal_creds("10.0.0.1")["remote_user"] == "core"
+    assert strict.reveal_creds("10.0.0.1")["remote_user"] == "core"
     # A format-1 envelope is bound to its record all the same.
     put(store, CREDS + "10.0.0.2", {"address": "10.0.0.2",
                                     SEALED: box.encrypt(secret, "HostCreds/10.0.0.1")})
     put(store, "hosts/10.0.0.2", {**host, "address": "10.0.0.2"})
     with pytest.raises(errors.SecretsUnavailable):
-        storage.get_creds("10.0.0.2")
+        storage.reveal_creds("10.0.0.2")
 
 
 def test_reencrypt_reports_records_that_do_not_open(world, store, box) -> None:  # type: ignore[no-untyped-def]

@@ -16,12 +16,12 @@ from commissaire_service.watcher.service import WatcherService
 from tests.unit.fakes import DictStore, DirectBus, HandlerSet, ReversibleBox
 
 STORAGE_METHODS = {
-    "get", "list_names", "create", "delete", "get_host", "list_hosts", "create_host",
-    "delete_host", "get_creds", "update_host", "get_cluster", "cluster_hosts", "cluster_add_host",
-    "cluster_remove_host", "cluster_set_hosts", "start_operation", "get_operation",
-    "abort_operation", "save_operation", "record_checks", "list_operations", "acquire_lock",
+    "get", "reveal_container_manager", "list_names", "create", "delete", "get_host",
+    "list_hosts", "create_host", "delete_host", "reveal_creds", "update_host", "cluster_hosts",
+    "cluster_add_host", "cluster_remove_host", "cluster_set_hosts", "start_operation",
+    "get_operation", "abort_operation", "record_checks", "list_operations", "acquire_lock",
     "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
-    "etcd_endpoint", "list", "ping"}
+    "etcd_endpoint", "ping"}
 
 
 class Echo(Service):
@@ -91,4 +91,4 @@ def test_clusterexec_shares_operation_notifications() -> None:
     assert sorted(service.routing_keys) == sorted([
         "clusterexec.*", "notify.storage.ClusterRestart.created",
         "notify.storage.ClusterUpgrade.created", "notify.storage.ClusterDeploy.created"])
-    assert service.exposed() == ["clusterexec.ping", "clusterexec.running"]
+    assert service.exposed() == ["clusterexec.ping"]

@@ -102,7 +102,7 @@ def test_credentials_are_sealed_in_the_store_and_absent_from_notifications(
     dump = json.dumps({k: v for k, (v, _r) in store.data.items()})
     assert KEY not in dump
     assert "ssh_priv_key" not in dump
-    assert svc.get_creds("10.0.0.1")["ssh_priv_key"] == KEY
+    assert svc.reveal_creds("10.0.0.1")["ssh_priv_key"] == KEY
     assert KEY not in json.dumps(bus.notifications)
     assert ("notify.storage.Host.created" in [k for k, _ in bus.notifications])
 
@@ -114,7 +114,7 @@ def test_deleting_a_host_removes_it_from_its_cluster_and_its_creds(svc: StorageS
     assert svc.cluster_hosts("c1") == []
     assert svc.get_cluster("c1")["hosts"]["total"] == 0
     with pytest.raises(errors.NotFound):
-        svc.get_creds("10.0.0.1")
+        svc.reveal_creds("10.0.0.1")
     with pytest.raises(errors.NotFound):
         svc.delete_host("10.0.0.1")
 
@@ -197,7 +197,7 @@ def test_manager_token_is_sealed_and_hidden(svc: StorageService, store: DictStor
                                           "options": {"server_url": "https://k", "token": "s3cr3t"}})
     assert "s3cr3t" not in json.dumps({k: v for k, (v, _r) in store.data.items()})
     assert svc.get("ContainerManagerConfig", "cm")["options"]["token"] == "******"
-    assert svc.get("ContainerManagerConfig", "cm", reveal=True)["options"]["token"] == "s3cr3t"
+    assert svc.reveal_container_manager("cm")["options"]["token"] == "s3cr3t"
 
 
 def test_operations_run_one_at_a_time_and_abort(svc: StorageService) -> None:
