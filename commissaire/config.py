@@ -13,6 +13,9 @@ import os
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from commissaire.identity import Role
+from commissaire.rolebindings import RoleBindings
+
 DEFAULT_CONFIG_FILE = "/etc/commissaire/commissaire.conf"
 
 
@@ -38,6 +41,9 @@ class ServerConfig:
     """authentication plugins, tried in order: {"name": module, ...options}"""
     self_auths: list[str] = field(default_factory=list)
     """URI paths that skip authentication (open to anyone)"""
+    role_bindings: dict[str, dict[str, str]] = field(default_factory=dict)
+    """roles of callers by kind and name: {"users"|"groups"|"certificates"|"tokens":
+    {name: role}}; nothing bound anywhere: every authenticated caller is admin"""
     bus_uri: str = "redis://127.0.0.1:6379/"
     """the message bus (kombu URL)"""
     bus_exchange: str = "commissaire"
@@ -108,6 +114,19 @@ class ServerConfig:
         for path in self.self_auths:
             if not isinstance(path, str) or not path.startswith("/"):
                 raise ConfigError(f"self-auths: {path!r} is not a URI path")
+        self.bindings()
+        for plugin in self.authentication_plugins:
+            if "role" in plugin and plugin["role"] not in {r.value for r in Role}:
+                raise ConfigError(f"authentication-plugins: {plugin['name']}: role "
+                                  f"{ascii(plugin['role'])[:40]} is not a role (one of: "
+                                  f"{', '.join(r.value for r in Role)})")
+
+    def bindings(self) -> RoleBindings:
+        """role-bindings, parsed; ConfigError names the entry at fault."""
+        try:
+            return RoleBindings.parse(self.role_bindings)
+        except ValueError as exc:
+            raise ConfigError(f"role-bindings: {exc}") from None
 
 _KEYS = {f.name.replace("_", "-"): f.name for f in fields(ServerConfig)}
 

@@ -106,6 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         config = load_server_config(args)
         services_config = read_json_file(args.services_config) if args.services_config else {}
         check_services_config(services_config)
+        from commissaire_http.authentication import announce_roles, build_auth_middleware
+        announce_roles(build_auth_middleware(config.authentication_plugins, config.self_auths,
+                                             role_bindings=config.bindings()))
     except ConfigError as exc:
         print(f"commissaire-allinone: {exc}", file=sys.stderr)
         return 2

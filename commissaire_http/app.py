@@ -10,6 +10,7 @@ import falcon
 
 from commissaire import errors
 from commissaire.config import ServerConfig
+from commissaire.identity import Role
 from commissaire.models import (
     Cluster,
     ClusterDeploy,
@@ -22,6 +23,7 @@ from commissaire.models import (
     Network,
 )
 from commissaire_http.authentication import build_auth_middleware
+from commissaire_http.authorization import RoleCheck, caller
 from commissaire_http.limits import BodyLimit
 from commissaire_http.resources import clusters, hosts, openapi, records, shapes, status
 from commissaire_http.resources.base import Bus
@@ -37,8 +39,9 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
 
     A method's `body` is the JSON schema the server validates the request body with
     (the models' own `input_schema`), `query` the schemas of its query parameters,
-    `returns` the shape of a success body: the OpenAPI document is built from this
-    table, so it says what the server checks.
+    `returns` the shape of a success body, `role` the role a caller needs (None:
+    anyone, for the API's own description): the OpenAPI document is built from
+    this table, so it says what the server checks.
     """
     def op(model: type[ClusterOperation]) -> dict[str, Any]:
         progress = shapes.operation(model.done_list)
@@ -47,72 +50,85 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
                                                    "version": {"type": "string"}}}
         return {
             "GET": {"summary": f"Progress of the cluster's {model.operation}",
-                    "returns": progress},
+                    "returns": progress, "role": Role.VIEWER},
             "PUT": {"summary": f"Start a {model.operation} (409 while one runs)",
-                    "body": model.input_schema, "returns": progress,
+                    "role": Role.OPERATOR, "body": model.input_schema, "returns": progress,
                     "body_required": bool(model.input_schema.get("required")),
                     "ok": {"201": "Started"}},
             "DELETE": {"summary": f"Abort the running {model.operation} (its progress "
-                       "stays readable, status aborted)", "returns": progress},
+                       "stays readable, status aborted)", "returns": progress,
+                       "role": Role.OPERATOR},
         }
 
     def named(model: type[Model], what: str, shape: dict[str, Any]) -> dict[str, Any]:
+        """Clusters, networks and container managers: changed by admins only."""
         return {
-            "GET": {"summary": f"Get a {what}", "returns": shape},
+            "GET": {"summary": f"Get a {what}", "returns": shape, "role": Role.VIEWER},
             "PUT": {"summary": f"Create a {what} (identical re-PUT: 200; different: 409)",
-                    "body": model.input_schema, "returns": shape,
+                    "role": Role.ADMIN, "body": model.input_schema, "returns": shape,
                     "body_required": bool(model.input_schema.get("required")),
                     "ok": {"201": "Created", "200": "Already exists"}},
-            "DELETE": {"summary": f"Delete a {what}", "returns": {}},
+            "DELETE": {"summary": f"Delete a {what}", "returns": {}, "role": Role.ADMIN},
         }
 
     host_list = hosts.Hosts(bus, config.page_limit)
     table = [
         {"path": f"{API}/status", "tag": "status", "resource": status.Status(bus),
          "methods": {"GET": {"summary": "Health of server, bus, store and services",
-                             "returns": shapes.STATUS,
+                             "returns": shapes.STATUS, "role": Role.VIEWER,
                              # The health document, also when the essentials are down.
                              "ok": {"200": "Serving", "503": "Bus, storage or store down"}}}},
         {"path": f"{API}/hosts", "tag": "hosts", "resource": host_list,
          "methods": {"GET": {"summary": "List hosts (filter and page)",
                              "query": host_list.query, "returns": shapes.HOSTS,
+                             "role": Role.VIEWER,
                              "headers": {"X-Total-Count": True, "Link": False}}}},
         {"path": f"{API}/host", "tag": "hosts",
          "resource": hosts.SelfRegister(bus, config.trusted_proxies),
          "methods": {"PUT": {"summary": "A host registers itself (address from the connection)",
+                             "role": Role.REGISTRAR,
                              "body": hosts.SELF_REGISTER_SCHEMA, "body_required": True,
                              "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}}}},
         {"path": f"{API}/host/{{address}}", "tag": "hosts", "resource": hosts.HostRecord(bus),
-         "methods": {"GET": {"summary": "Get a host", "returns": shapes.HOST},
+         "methods": {"GET": {"summary": "Get a host", "returns": shapes.HOST,
+                             "role": Role.VIEWER},
                      "PUT": {"summary": "Create a host", "body": Host.input_schema,
+                             "role": Role.OPERATOR,
                              "body_required": True, "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}},
-                     "DELETE": {"summary": "Delete a host (leaves its cluster)", "returns": {}}}},
+                     "DELETE": {"summary": "Delete a host (leaves its cluster)", "returns": {},
+                                "role": Role.OPERATOR}}},
         {"path": f"{API}/host/{{address}}/creds", "tag": "hosts",
          "resource": hosts.HostCreds(bus),
          "methods": {"GET": {"summary": "The host's SSH credentials",
-                             "returns": shapes.CREDS}}},
+                             "returns": shapes.CREDS, "role": Role.ADMIN}}},
         {"path": f"{API}/host/{{address}}/status", "tag": "hosts",
          "resource": hosts.HostStatus(bus),
          "methods": {"GET": {"summary": "Host and container manager status",
-                             "returns": shapes.HOST_STATUS}}},
+                             "returns": shapes.HOST_STATUS, "role": Role.VIEWER}}},
         {"path": f"{API}/clusters", "tag": "clusters",
          "resource": records.RecordNames(bus, Cluster),
-         "methods": {"GET": {"summary": "Names of all clusters", "returns": shapes.NAMES}}},
+         "methods": {"GET": {"summary": "Names of all clusters", "returns": shapes.NAMES,
+                             "role": Role.VIEWER}}},
         {"path": f"{API}/cluster/{{name}}", "tag": "clusters",
          "resource": records.Record(bus, Cluster), "methods": named(Cluster, "cluster", shapes.CLUSTER)},
         {"path": f"{API}/cluster/{{name}}/hosts", "tag": "clusters",
          "resource": clusters.ClusterMembers(bus),
-         "methods": {"GET": {"summary": "Member addresses", "returns": shapes.NAMES},
+         "methods": {"GET": {"summary": "Member addresses", "returns": shapes.NAMES,
+                             "role": Role.VIEWER},
                      "PUT": {"summary": "Replace members if 'old' is current (else 409)",
+                             "role": Role.OPERATOR,
                              "body": clusters.MEMBERS_SCHEMA, "body_required": True,
                              "returns": shapes.NAMES}}},
         {"path": f"{API}/cluster/{{name}}/hosts/{{address}}", "tag": "clusters",
          "resource": clusters.ClusterMember(bus),
-         "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": shapes.NAMES},
-                     "PUT": {"summary": "Add a host (idempotent)", "returns": shapes.NAMES},
-                     "DELETE": {"summary": "Remove a host (idempotent)", "returns": shapes.NAMES}}},
+         "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": shapes.NAMES,
+                             "role": Role.VIEWER},
+                     "PUT": {"summary": "Add a host (idempotent)", "returns": shapes.NAMES,
+                             "role": Role.OPERATOR},
+                     "DELETE": {"summary": "Remove a host (idempotent)", "returns": shapes.NAMES,
+                                "role": Role.OPERATOR}}},
         {"path": f"{API}/cluster/{{name}}/restart", "tag": "operations",
          "resource": clusters.ClusterOperationResource(bus, ClusterRestart),
          "methods": op(ClusterRestart)},
@@ -124,12 +140,14 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
          "methods": op(ClusterDeploy)},
         {"path": f"{API}/networks", "tag": "networks",
          "resource": records.RecordNames(bus, Network),
-         "methods": {"GET": {"summary": "Names of all networks", "returns": shapes.NAMES}}},
+         "methods": {"GET": {"summary": "Names of all networks", "returns": shapes.NAMES,
+                             "role": Role.VIEWER}}},
         {"path": f"{API}/network/{{name}}", "tag": "networks",
          "resource": records.Record(bus, Network), "methods": named(Network, "network", shapes.NETWORK)},
         {"path": f"{API}/containermanagers", "tag": "containermanagers",
          "resource": records.RecordNames(bus, ContainerManagerConfig),
-         "methods": {"GET": {"summary": "Names of all container managers", "returns": shapes.NAMES}}},
+         "methods": {"GET": {"summary": "Names of all container managers", "returns": shapes.NAMES,
+                             "role": Role.VIEWER}}},
         {"path": f"{API}/containermanager/{{name}}", "tag": "containermanagers",
          "resource": records.Record(bus, ContainerManagerConfig),
          "methods": named(ContainerManagerConfig, "container manager",
@@ -138,7 +156,7 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
     table.append({"path": OPENAPI_PATH, "tag": "meta",
                   "resource": openapi.OpenAPI(table, open_paths(config)),
                   "methods": {"GET": {"summary": "This document",
-                                      "returns": {"type": "object"}}}})
+                                      "returns": {"type": "object"}, "role": None}}})
     return table
 
 
@@ -189,7 +207,8 @@ class RequestId:
 def _handle_commissaire_error(req: falcon.Request, resp: falcon.Response,
                               exc: errors.CommissaireError, _params: dict[str, Any]) -> None:
     if exc.http_status >= 500 and exc.http_status not in (503, 504):
-        logger.error("request %s %s failed: %s", req.method, req.path, exc.description)
+        logger.error("request %s %s by %s failed: %s", req.method,
+                     req.uri_template or ascii(req.path), caller(req), exc.description)
     resp.status = falcon.code_to_http_status(exc.http_status)
     resp.media = exc.to_http_body()
     for name, value in exc.response_headers().items():
@@ -200,7 +219,8 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exceptio
                        params: dict[str, Any]) -> None:
     if isinstance(exc, falcon.HTTPError):
         raise exc
-    logger.exception("request %s %s failed unexpectedly", req.method, req.path)
+    logger.exception("request %s %s by %s failed unexpectedly", req.method,
+                     req.uri_template or ascii(req.path), caller(req))
     _handle_commissaire_error(req, resp, errors.CommissaireError(
         "the server failed unexpectedly; see its log (request id "
         f"{req.context.get('request_id', '?')})"), params)
@@ -224,10 +244,11 @@ def create_app(config: ServerConfig, bus: Bus) -> falcon.App:
         BodyLimit(config.max_body_size),
         build_auth_middleware(config.authentication_plugins, open_paths(config),
                               config.trusted_proxies, config.auth_failure_limit,
-                              config.auth_failure_window),
+                              config.auth_failure_window, config.bindings()),
     ]
     table = routes(bus, config)
-    middleware.append(StrictQuery(table))
+    # Roles before query checks: a caller may not learn what it may not do.
+    middleware += [RoleCheck(table), StrictQuery(table)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False

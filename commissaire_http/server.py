@@ -104,8 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_server_config(args)
-        from commissaire_http.authentication import build_auth_middleware
-        build_auth_middleware(config.authentication_plugins, config.self_auths)
+        from commissaire_http.authentication import announce_roles, build_auth_middleware
+        announce_roles(build_auth_middleware(config.authentication_plugins, config.self_auths,
+                                             role_bindings=config.bindings()))
     except ConfigError as exc:
         print(f"commissaire-server: {exc}", file=sys.stderr)
         return 2

@@ -7,7 +7,8 @@ before the call, so a bad call is InvalidRequest and an error inside a method is
 never mistaken for one. A method marked `@on_notification(key, ...)` handles
 notifications with those routing keys: shared by every copy of the service
 (one of them gets each), or private (every copy gets each). Services know
-nothing of kombu: the bus server calls `dispatch`.
+nothing of kombu: the bus server calls `dispatch`. While a method runs,
+`current_actor()` is the API caller the call was made for (None: nobody named).
 """
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import logging
 import os
 import socket
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, ClassVar, TypeVar
 
 from commissaire import errors
+from commissaire.identity import Identity
 from commissaire.models import utcnow
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,14 @@ logger = logging.getLogger(__name__)
 F = TypeVar("F", bound=Callable[..., Any])
 
 _METHOD = "_commissaire_bus_method"  # the name it is called by
+_ACTOR: ContextVar[Identity | None] = ContextVar("commissaire_actor", default=None)
+
+
+def current_actor() -> Identity | None:
+    """Who the call being served was made for: the API caller (for the record), or
+    None for the control plane's own calls and callers that name nobody."""
+    return _ACTOR.get()
+
 _NOTIFICATION = "_commissaire_notification"  # (routing keys, private, pass_key)
 
 
@@ -97,7 +108,15 @@ class Service:
     def exposed(self) -> list[str]:
         return sorted(self._methods)
 
-    def dispatch(self, method: str, params: dict[str, Any], _context: dict[str, Any]) -> Any:
+    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+        actor = context.get("actor")
+        token = _ACTOR.set(actor if isinstance(actor, Identity) else None)
+        try:
+            return self._dispatch(method, params)
+        finally:
+            _ACTOR.reset(token)
+
+    def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
         handler = self._notifications.get(method)
         if handler is not None:
             notified, _private, pass_key = handler

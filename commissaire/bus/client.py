@@ -20,6 +20,7 @@ from commissaire.bus import (
     protocol,
 )
 from commissaire.bus.fastredis import connect, failure
+from commissaire.identity import Identity
 
 logger = logging.getLogger(__name__)
 
@@ -75,8 +76,10 @@ class BusClient:
     # -- calls -----------------------------------------------------------
 
     def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any:
-        """Call `service.method` and return its result, or raise its error."""
+             timeout: float | None = None, request_id: str | None = None,
+             actor: Identity | None = None) -> Any:
+        """Call `service.method` (on behalf of `actor`, the API caller it is made
+        for) and return its result, or raise its error."""
         timeout = self.timeout if timeout is None else timeout
         if not self._ready.wait(min(timeout, 5.0)):
             raise errors.BusUnavailable(f"cannot listen for replies on the bus at {self._safe_uri()}")
@@ -86,7 +89,7 @@ class BusClient:
             self._pending[call_id] = pending
         try:
             self._publish(
-                protocol.request(method, params or {}, call_id),
+                protocol.request(method, params or {}, call_id, actor),
                 routing_key=method,
                 correlation_id=call_id,
                 reply_to=self.reply_key,

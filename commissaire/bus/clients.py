@@ -10,13 +10,15 @@ written once, here.
 
 A client wraps a bus client (anything with commissaire.bus.BusClient's `call`);
 it is a small object, made per request where the caller has a request id to
-pass on (for log correlation) or a timeout of its own.
+pass on (for log correlation), an actor (the API caller the calls are made for,
+for the record) or a timeout of its own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, NotRequired, Protocol, TypedDict, TypeVar
 
+from commissaire.identity import Identity
 from commissaire.models import (
     ClusterOperation,
     ContainerManagerConfig,
@@ -34,7 +36,8 @@ class Caller(Protocol):
     """What a client needs of the bus (commissaire.bus.BusClient)."""
 
     def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any: ...
+             timeout: float | None = None, request_id: str | None = None,
+             actor: Identity | None = None) -> Any: ...
 
 
 def _record(cls: type[M], data: dict[str, Any]) -> M:
@@ -97,21 +100,25 @@ class ChecksRecorded(TypedDict):
 
 class ServiceClient:
     """Calls one service over `bus`, naming `request_id` (None: the call's own id)
-    and waiting `timeout` seconds (None: the bus's default)."""
+    and `actor` (None: the control plane's own call), waiting `timeout` seconds
+    (None: the bus's default)."""
 
     #: The service's name: its methods are called as `<service>.<method>`.
     service: ClassVar[str] = ""
 
     def __init__(self, bus: Caller, *, request_id: str | None = None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, actor: Identity | None = None) -> None:
         self.bus = bus
         self.request_id = request_id
         self.timeout = timeout
+        self.actor = actor
 
     def _call(self, method: str, params: dict[str, Any], timeout: float | None = None) -> Any:
-        return self.bus.call(method, params,
-                             timeout=self.timeout if timeout is None else timeout,
-                             request_id=self.request_id)
+        timeout = self.timeout if timeout is None else timeout
+        if self.actor is None:  # the control plane's own call (any Caller takes it)
+            return self.bus.call(method, params, timeout=timeout, request_id=self.request_id)
+        return self.bus.call(method, params, timeout=timeout, request_id=self.request_id,
+                             actor=self.actor)
 
     def ping(self) -> dict[str, Any]:
         """Liveness and the service's health facts (GET /api/v0/status)."""

@@ -1,21 +1,32 @@
-"""JSON-RPC 2.0 messages as they travel on the bus (no transport knowledge)."""
+"""JSON-RPC 2.0 messages as they travel on the bus (no transport knowledge).
+
+A request made for an API caller carries it, as a top-level "actor" member beside
+"id" (commissaire.identity.Identity.to_dict): who asked, for the record. A
+service that does not look for it ignores it; a request without one is the
+control plane's own (a watcher check, a resumed operation).
+"""
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
 from commissaire import errors
+from commissaire.identity import Identity
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def request(method: str, params: dict[str, Any], request_id: str | None) -> dict[str, Any]:
-    """A request (with an id) or a notification (id None: nobody answers)."""
+def request(method: str, params: dict[str, Any], request_id: str | None,
+            actor: Identity | None = None) -> dict[str, Any]:
+    """A request (with an id) or a notification (id None: nobody answers), made
+    on behalf of `actor` when an API caller asked for it."""
     message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
     if request_id is not None:
         message["id"] = request_id
+    if actor is not None:
+        message["actor"] = actor.to_dict()
     return message
 
 
@@ -43,3 +54,17 @@ def parse_request(body: object) -> tuple[str, dict[str, Any], str | None]:
     if not isinstance(method, str) or not isinstance(params, dict):
         raise errors.InvalidRequest("method must be a string and params an object")
     return method, params, body.get("id")
+
+
+def parse_actor(body: object) -> Identity | None:
+    """Who a request was made for (None: nobody named); InvalidRequest if the
+    "actor" member is not an identity."""
+    if not isinstance(body, dict) or body.get("actor") is None:
+        return None
+    actor = body["actor"]
+    try:
+        if not isinstance(actor, dict):
+            raise TypeError("not an object")
+        return Identity.from_dict(actor)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise errors.InvalidRequest(f"actor: not an identity ({type(exc).__name__})") from None

@@ -122,7 +122,8 @@ class BusServer:
         try:
             method, params, request_id = protocol.parse_request(body)
             context = {"request_id": headers.get("request_id") or request_id,
-                       "routing_key": message.delivery_info.get("routing_key", "")}
+                       "routing_key": message.delivery_info.get("routing_key", ""),
+                       "actor": protocol.parse_actor(body)}
             response = protocol.result(request_id or "", self.dispatch(method, params, context))
         except errors.CommissaireError as exc:
             if exc.http_status >= 500 and not isinstance(exc, (errors.StoreUnavailable,

@@ -1,11 +1,13 @@
 """Authentication plugins, run as one falcon middleware in the configured order.
 
-A plugin is a module with `PluginClass`, a subclass of `Authenticator`, built with
-the options of its configuration entry as keyword arguments (seed chapter on
-authentication plugins). `authenticate(req)` returns True to admit the request,
-False when it has nothing to say (the next plugin is tried), or raises a
-CommissaireError (400/403) when the credentials it was given are unusable. With no
-plugin configured every request is refused: an unconfigured server is closed.
+A plugin is a module with `PluginClass`, a subclass of `Authenticator` (base.py),
+loaded from its configuration entry (plugins.py). It answers who the caller is,
+an Identity with a role (roles.py), or that it has nothing to say (the next plugin
+is tried), or raises a CommissaireError (400/403) when the credentials it was
+given are unusable. With no plugin configured every request is refused: an
+unconfigured server is closed. `req.context.identity` is the caller (None for an
+anonymous request on a self-auth path); what its role may do is checked after
+routing (commissaire_http.authorization).
 
 Failed authentications are throttled per client address and user name (see
 throttle.py): a throttled client gets 429 with Retry-After before any costly
@@ -21,7 +23,6 @@ self-registration may not choose its cluster or address (hosts.SelfRegister).
 """
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 from typing import Any
@@ -29,44 +30,18 @@ from typing import Any
 import falcon
 
 from commissaire import errors
-from commissaire.config import ConfigError
+from commissaire.identity import Identity
+from commissaire.rolebindings import RoleBindings
+from commissaire_http.authentication.base import Authenticator
+from commissaire_http.authentication.plugins import Plugin, load_plugins
+from commissaire_http.authentication.roles import NO_ROLES_CONFIGURED, NoRoleBound, RoleResolver
 from commissaire_http.authentication.throttle import FailureThrottle
 from commissaire_http.clientaddress import ClientAddress
 
+__all__ = ["AuthMiddleware", "Authenticator", "NoRoleBound", "announce_roles",
+           "build_auth_middleware", "self_auth_path"]
+
 logger = logging.getLogger(__name__)
-
-
-class Authenticator:
-    """Base of every authentication plugin."""
-
-    def authenticate(self, req: falcon.Request) -> bool:
-        raise NotImplementedError
-
-    def claimed_user(self, _req: falcon.Request) -> str | None:
-        """The user name the request's credentials claim (unverified), for throttling."""
-        return None
-
-    def verified(self, _req: falcon.Request) -> bool:
-        """True when these exact credentials were verified before and that is known
-        at no cost (a cache hit). Such a request is admitted even when throttled."""
-        return False
-
-
-def load_plugin(entry: dict[str, Any]) -> Authenticator:
-    options = {k: v for k, v in entry.items() if k != "name"}
-    name = entry["name"]
-    try:
-        module = importlib.import_module(name)
-    except ImportError as exc:
-        raise ConfigError(f"authentication plugin {name!r} cannot be imported: {exc}") from None
-    plugin_class = getattr(module, "PluginClass", None)
-    if not (isinstance(plugin_class, type) and issubclass(plugin_class, Authenticator)):
-        raise ConfigError(f"authentication plugin {name!r} has no PluginClass "
-                          "subclassing Authenticator")
-    try:
-        return plugin_class(**options)
-    except TypeError as exc:
-        raise ConfigError(f"authentication plugin {name!r}: bad options: {exc}") from None
 
 
 def _refusal() -> errors.AuthenticationRequired:
@@ -81,10 +56,12 @@ def self_auth_path(path: str) -> str:
 
 
 class AuthMiddleware:
-    def __init__(self, plugins: list[Authenticator], self_auths: list[str],
+    def __init__(self, plugins: list[Plugin], self_auths: list[str],
                  throttle: FailureThrottle | None = None,
-                 client_address: ClientAddress | None = None) -> None:
+                 client_address: ClientAddress | None = None,
+                 roles: RoleResolver | None = None) -> None:
         self.plugins = plugins
+        self.roles = roles or RoleResolver()
         # Exact paths only: a prefix would also open every path below it
         # (e.g. /api/v0/host would open /api/v0/host/{address}/creds).
         self.self_auths = frozenset(self_auth_path(p) for p in self_auths)
@@ -98,31 +75,37 @@ class AuthMiddleware:
 
     def process_request(self, req: falcon.Request, _resp: falcon.Response) -> None:
         req.context.authenticated = False
+        req.context.identity = None
         if self._skips(req.path) and req.get_header("Authorization") is None:
             # Anonymous on a self-auth path. A client certificate (no header) is
             # still worth checking: it lets the resource grant what anonymity may not.
-            req.context.authenticated = self._admits_quietly(req)
+            req.context.identity = self._identify_quietly(req)
+            req.context.authenticated = req.context.identity is not None
             return
-        self._authenticate(req)
+        req.context.identity = self._authenticate(req)
         req.context.authenticated = True
 
-    def _admits_quietly(self, req: falcon.Request) -> bool:
-        """Whether a plugin admits this header-less request; refusals are not errors
+    def _identify_quietly(self, req: falcon.Request) -> Identity | None:
+        """Who a plugin says this header-less request is; refusals are not errors
         here (the path is open) and count as no failure."""
         for plugin in self.plugins:
             try:
-                if plugin.authenticate(req):
-                    return True
+                identity = plugin.identify(req)
             except errors.CommissaireError:
                 continue
-        return False
+            if identity is not None:
+                return identity
+        return None
 
-    def _authenticate(self, req: falcon.Request) -> None:
-        """Admit the request or raise 401/403/429."""
+    def _authenticate(self, req: falcon.Request) -> Identity:
+        """Who the caller is, or raise 401/403/429."""
         # A cache hit of credentials verified before costs nothing and cannot be
         # had without the password: admit it even when the address is throttled.
-        if any(p.verified(req) for p in self.plugins):
-            return
+        for plugin in self.plugins:
+            if plugin.verified(req):
+                identity = plugin.identify(req)  # the same cache hit
+                if identity is not None:
+                    return identity
         address = self.client_address(req)
         claimed = {u for u in (p.claimed_user(req) for p in self.plugins) if u is not None}
         wait = self.throttle.retry_after(address, claimed)
@@ -135,11 +118,16 @@ class AuthMiddleware:
         first_error: errors.CommissaireError | None = None
         for plugin in self.plugins:
             try:
-                if plugin.authenticate(req):
+                identity = plugin.identify(req)
+                if identity is not None:
                     self.throttle.success(address, claimed)
-                    return
+                    return identity
             except errors.TooManyRequests:
                 raise  # busy (no check slot): nothing was checked, no failure counted
+            except NoRoleBound:
+                # Good credentials, no role: a refusal, not a failed guess.
+                self.throttle.success(address, claimed)
+                raise
             except errors.CommissaireError as exc:
                 first_error = first_error or exc
         # Only requests that tried credentials count: a request without any is
@@ -153,10 +141,18 @@ class AuthMiddleware:
 
 def build_auth_middleware(plugins: list[dict[str, Any]], self_auths: list[str],
                           trusted_proxies: list[str] | None = None,
-                          failure_limit: int = 10, failure_window: float = 60.0
-                          ) -> AuthMiddleware:
-    loaded = [load_plugin(entry) for entry in plugins]
+                          failure_limit: int = 10, failure_window: float = 60.0,
+                          role_bindings: RoleBindings | None = None) -> AuthMiddleware:
+    loaded: list[Plugin] = []
+    roles = RoleResolver(role_bindings, lambda: any(p.declares_roles() for p in loaded))
+    loaded += load_plugins(plugins, roles)
     if not loaded:
         logger.warning("no authentication plugin configured: every request will be refused")
     return AuthMiddleware(loaded, self_auths, FailureThrottle(failure_limit, failure_window),
-                          ClientAddress(trusted_proxies or []))
+                          ClientAddress(trusted_proxies or []), roles)
+
+
+def announce_roles(middleware: AuthMiddleware) -> None:
+    """Say once, at start, when no role is configured anywhere (today's behaviour)."""
+    if middleware.plugins and not middleware.roles.configured():
+        logger.warning(NO_ROLES_CONFIGURED)

@@ -1,7 +1,9 @@
 """HTTP basic authentication against bcrypt hashes.
 
 Options: `filepath` (a JSON file `{"user": {"hash": "$2b$..."}}`, the seed's
-conf/users.json) and/or `users` (the same mapping inline). bcrypt is slow on
+conf/users.json) and/or `users` (the same mapping inline). An entry may name the
+user's role (`{"hash": ..., "role": "operator"}`); without one, the server's
+role-bindings decide. A verified user is the Identity (user, method "basic"). bcrypt is slow on
 purpose (~0.2 s at cost 12), so a successful check is remembered under an HMAC of
 user and password keyed by a per-process random key: the cache never holds
 anything that could be replayed or reversed, and a changed users file clears it.
@@ -37,6 +39,7 @@ import falcon
 
 from commissaire import errors
 from commissaire.config import ConfigError
+from commissaire.identity import Identity, Role
 from commissaire_http.authentication import Authenticator
 
 BCRYPT_MAX_BYTES = 72
@@ -64,10 +67,18 @@ def _read_users(path: str) -> dict[str, Any]:
     return _checked(data, path)
 
 
+ROLES = {r.value for r in Role}
+
+
 def _checked(users: object, where: str) -> dict[str, Any]:
     if not isinstance(users, dict) or not all(
             isinstance(v, dict) and isinstance(v.get("hash"), str) for v in users.values()):
         raise ConfigError(f'httpbasicauth: {where} must map user names to {{"hash": "..."}}')
+    for user, record in users.items():
+        if "role" in record and record["role"] not in ROLES:
+            raise ConfigError(f"httpbasicauth: {where}: user {ascii(user)[:80]}: role "
+                              f"{ascii(record['role'])[:40]} is not a role (one of: "
+                              f"{', '.join(sorted(ROLES))})")
     return users
 
 
@@ -150,10 +161,30 @@ class HTTPBasicAuth(Authenticator):
             return False
         return record is not None and self._token(user, secret, record) in self._good
 
+    def declares_roles(self) -> bool:
+        try:
+            return any("role" in record for record in self._users().values())
+        except OSError:
+            return False
+
     def authenticate(self, req: falcon.Request) -> bool:
+        """Whether the credentials are a user's (the seed's True/False)."""
+        return self._check(req) is not None
+
+    def identify(self, req: falcon.Request) -> Identity | bool:
+        """The verified user with its role, or False."""
+        user_record = self._check(req)
+        if user_record is None:
+            return False
+        user, record = user_record
+        role = record.get("role")
+        return self.roles.identity(user, "basic", role=Role(role) if role else None)
+
+    def _check(self, req: falcon.Request) -> tuple[str, dict[str, Any]] | None:
+        """The user and its record when the credentials check out."""
         credentials = self._credentials(req)
         if credentials is None:
-            return False
+            return None
         user, secret = credentials
         if len(secret) > BCRYPT_MAX_BYTES:
             raise errors.ValidationError(f"password longer than {BCRYPT_MAX_BYTES} bytes cannot "
@@ -161,26 +192,27 @@ class HTTPBasicAuth(Authenticator):
         try:
             record = self._users().get(user)
         except OSError:
-            return False
+            return None
         if record is None:
             with _slot():
                 self._check_dummy(secret)
-            return False
+            return None
         token = self._token(user, secret, record)
         if token in self._good:
-            return True
+            return user, record
         with _slot():
             try:
                 ok = bcrypt.checkpw(secret, record["hash"].encode())
             except ValueError:
                 self._check_dummy(secret)
-                return False
-        if ok:
-            with self._lock:
-                if len(self._good) >= CACHE_LIMIT:
-                    self._good.clear()
-                self._good.add(token)
-        return ok
+                return None
+        if not ok:
+            return None
+        with self._lock:
+            if len(self._good) >= CACHE_LIMIT:
+                self._good.clear()
+            self._good.add(token)
+        return user, record
 
     def _check_dummy(self, secret: bytes) -> None:
         """Spend what a real check spends, for a name that has no usable hash."""

@@ -84,8 +84,10 @@ class Resource:
         self.bus = bus
 
     def storage(self, req: falcon.Request) -> StorageClient:
-        """The storage service, called under the request's id (log correlation)."""
-        return StorageClient(self.bus, request_id=req.context.get("request_id"))
+        """The storage service, called under the request's id (log correlation)
+        and on behalf of its caller (the record of who did what)."""
+        return StorageClient(self.bus, request_id=req.context.get("request_id"),
+                             actor=req.context.get("identity"))
 
     def created_or_ok(self, resp: falcon.Response, outcome: Created[M]) -> None:
         """201 for a new record, 200 for an identical re-PUT."""

@@ -7,6 +7,7 @@ import falcon
 
 from commissaire import errors
 from commissaire.bus.clients import ContainerClient
+from commissaire.identity import Identity
 from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Cluster, Host
 from commissaire.validation import check_schema, validate_address
 from commissaire_http.clientaddress import ClientAddress
@@ -97,6 +98,8 @@ class SelfRegister(Resource):
     machine on the network, and naming an address would send the controller's SSH
     to a machine of the caller's choosing. Both need credentials (a 403 naming the
     field otherwise); `commctl user-data` writes them into the user-data file.
+    A caller scoped to clusters (a registrar's `clusters`) registers only into one
+    of them.
     """
 
     def __init__(self, bus: Bus, trusted_proxies: list[str]) -> None:
@@ -114,6 +117,12 @@ class SelfRegister(Resource):
                     raise errors.Forbidden(
                         f"{field}: an anonymous self-registration may not choose its "
                         f"{field}; send credentials to register with a {field}")
+        identity: Identity | None = req.context.get("identity")
+        if identity is not None and identity.clusters \
+                and body.get("cluster") not in identity.clusters:
+            raise errors.Forbidden(
+                "cluster: you may register hosts only into "
+                + ", ".join(identity.clusters), field="cluster")
         given = body.get("address")
         address = given if given else self.client_address(req)
         body = {k: v for k, v in body.items() if k != "address"}
@@ -149,6 +158,7 @@ class HostStatus(Resource):
     def _node_status(self, req: falcon.Request, manager: str, address: str) -> dict[str, Any]:
         try:
             return ContainerClient(self.bus, request_id=req.context.get("request_id"),
-                                   timeout=NODE_STATUS_TIMEOUT).get_node_status(manager, address)
+                                   timeout=NODE_STATUS_TIMEOUT,
+                                   actor=req.context.get("identity")).get_node_status(manager, address)
         except (errors.ServiceTimeout, errors.ContainerManagerError, errors.NotFound) as exc:
             return {"container_manager": manager, "status": "unknown", "reason": exc.description}

@@ -187,16 +187,21 @@ class DirectBus:
         self.services = {s.name: s for s in services}
         self.notifications: list[tuple[str, dict[str, Any]]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.actors: list[tuple[str, dict[str, Any] | None]] = []  # (method, "actor" sent)
 
     def call(self, method: str, params: dict[str, Any] | None = None,
-             timeout: float | None = None, request_id: str | None = None) -> Any:
-        params = json.loads(json.dumps(params or {}))
+             timeout: float | None = None, request_id: str | None = None,
+             actor: Any = None) -> Any:
+        message = json.loads(json.dumps(protocol.request(method, params or {}, "1", actor)))
+        params = message["params"]
         self.calls.append((method, params))
+        self.actors.append((method, message.get("actor")))
         service = self.services.get(method.split(".", 1)[0])
         if service is None:
             raise errors.ServiceTimeout(f"the {method.split('.')[0]} service did not answer")
         try:
-            value = service.dispatch(method, params, {"request_id": request_id})
+            value = service.dispatch(method, params, {"request_id": request_id,
+                                                      "actor": protocol.parse_actor(message)})
             response = protocol.result("1", json.loads(json.dumps(value)))
         except errors.CommissaireError as exc:
             response = json.loads(json.dumps(protocol.error("1", exc)))
