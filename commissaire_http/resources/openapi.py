@@ -5,7 +5,9 @@ path parameters are described by the very JSON schemas the server validates them
 with (the models' `input_schema`, `NAME_SCHEMA`, `ADDRESS_SCHEMA`, ...), so the
 document cannot drift from what the server accepts. Every answer the server can
 give is listed, errors included (400 names the field; 401 with WWW-Authenticate;
-405 with Allow; 413; 431; 429 and 503 with Retry-After; 504).
+403 names the role needed; 405 with Allow; 413; 431; 429 and 503 with Retry-After;
+504). Each operation says which role it needs: `x-commissaire-role` and its
+description ("Needs the operator role.").
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from typing import Any
 import falcon
 
 from commissaire import __version__
+from commissaire.identity import Role
 from commissaire.models import ADDRESS_SCHEMA, NAME_SCHEMA
 from commissaire_http.authentication import self_auth_path
 
@@ -25,7 +28,9 @@ _ERROR = {
     "properties": {"error": {"type": "object", "properties": {
         "code": {"type": "integer"}, "title": {"type": "string"},
         "description": {"type": "string"},
-        "field": {"type": "string", "description": "the field, parameter or header at fault"}},
+        "field": {"type": "string", "description": "the field, parameter or header at fault"},
+        "needed_role": {"type": "string", "description": "the role the operation needs "
+                        "(a 403 for a caller whose role does not grant it)"}},
         "required": ["code", "title", "description"]}},
     "required": ["error"],
 }
@@ -41,7 +46,9 @@ _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
             "error.field names the field", {}),
     "401": ("Missing or bad credentials", {"WWW-Authenticate": {
         "description": "The authentication scheme to use", "required": True, **_STRING}}),
-    "403": ("Not allowed", {}),
+    "403": ("Not allowed: the caller's role does not grant the role the operation needs "
+            "(error.needed_role; the description names both), no role is bound to the "
+            "caller, or a field names what the caller may not choose", {}),
     "404": ("No such record (or route)", {}),
     "409": ("Conflicts with what is stored: a different record exists, a named cluster, "
             "network, container manager or storage source does not, or an operation runs",
@@ -65,6 +72,17 @@ def _json(schema: dict[str, Any]) -> dict[str, Any]:
     return {"application/json": {"schema": schema}}
 
 
+def _needs(role: Role | None, open_path: bool) -> str:
+    if role is None:
+        return "Needs no role: open to anyone."
+    needs = f"Needs the {role.value} role."
+    if role is Role.REGISTRAR:
+        needs += " The operator and admin roles include it."
+    if open_path:
+        needs += " Open without credentials here (self-auth); credentials sent are checked."
+    return needs
+
+
 def _operation(route: dict[str, Any], doc: dict[str, Any], open_path: bool) -> dict[str, Any]:
     names = [part.split("}")[0] for part in route["path"].split("{")[1:]]
     params: list[dict[str, Any]] = [
@@ -72,7 +90,10 @@ def _operation(route: dict[str, Any], doc: dict[str, Any], open_path: bool) -> d
         for name in names]
     params += [{"name": name, "in": "query", "required": False, "schema": schema}
                for name, schema in (doc.get("query") or {}).items()]
-    op: dict[str, Any] = {"summary": doc["summary"], "tags": [route["tag"]], "responses": {}}
+    op: dict[str, Any] = {"summary": doc["summary"], "tags": [route["tag"]], "responses": {},
+                          "description": _needs(doc["role"], open_path)}
+    if doc["role"] is not None:
+        op["x-commissaire-role"] = doc["role"].value
     if params:
         op["parameters"] = params
     if doc.get("body"):
@@ -115,7 +136,9 @@ def build_document(routes: list[dict[str, Any]], self_auths: list[str] | None = 
                  "description": (
                      "Agentless control plane for fleets of Linux hosts. Every request "
                      "needs HTTP basic credentials unless its path is configured as "
-                     "self-auth. Only the methods listed here are served: any other is a "
+                     "self-auth, and a role that grants the one its operation needs "
+                     "(x-commissaire-role): viewer < operator < admin; registrar only "
+                     "registers hosts (operator and admin may too). Only the methods listed here are served: any other is a "
                      "405 whose Allow header lists the path's methods. Unknown query "
                      "parameters and unknown body fields are 400s; request bodies are "
                      "JSON objects, nested at most 32 levels, with finite numbers.")},

@@ -211,9 +211,12 @@ class DirectBus:
         self.notifications.append((routing_key, json.loads(json.dumps(params))))
 
 
-def api_client(store: DictStore, users: dict[str, Any], **settings: Any) -> Any:
-    """The REST app with basic auth for `users`, the real storage service on `store`
-    and a direct bus; `settings` are further ServerConfig fields."""
+def api_client(store: DictStore, users: dict[str, Any], *,
+               more_plugins: tuple[dict[str, Any], ...] = (), bus: DirectBus | None = None,
+               **settings: Any) -> Any:
+    """The REST app with basic auth for `users` (then `more_plugins`), the real
+    storage service on `store` and a direct bus (`bus`, or a new one); `settings`
+    are further ServerConfig fields."""
     from falcon import testing
 
     from commissaire.config import ServerConfig
@@ -221,11 +224,11 @@ def api_client(store: DictStore, users: dict[str, Any], **settings: Any) -> Any:
     from commissaire_service.storage.repository import Repository
     from commissaire_service.storage.service import StorageService
 
-    bus = DirectBus()
+    bus = bus or DirectBus()
     storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
     storage.ensure_default_network()
     bus.services["storage"] = storage
     config = ServerConfig(
         authentication_plugins=[{"name": "commissaire_http.authentication.httpbasicauth",
-                                 "users": users}], **settings)
+                                 "users": users}, *more_plugins], **settings)
     return testing.TestClient(create_app(config, bus))
