@@ -25,20 +25,14 @@ import attrs
 
 from commissaire.errors import ValidationError
 from commissaire.models import MODELS, Model, Role, declared
+from commissaire.states import ACTIONS
 
 #: The logger whose lines are the stream, one JSON object each.
 LOGGER = logging.getLogger("commissaire.activity")
 
 MASK = "******"
 
-#: What an entry says was done (`action`).
-ACTIONS = (
-    "create", "update", "delete", "associate", "disassociate",  # records, membership
-    "start", "abort", "step", "finish",  # rolling operations
-    "request",  # a change request on no known route (refused)
-)
-
-#: Who acts when no caller does: the services, for the steps of an operation.
+#: The actor of a request without (valid) credentials.
 ANONYMOUS = {"name": "anonymous", "method": "none"}
 
 _ID = re.compile(r"[0-9]{16}-[0-9a-f]{8}")
