@@ -98,13 +98,31 @@ def new_id(moment: _dt.datetime) -> str:
     return f"{id_floor(moment)}-{secrets.token_hex(4)}"
 
 
+# What parse_time takes, as a pattern (the query's schema): exactly the dates that
+# exist (leap days included), an optional time to the microsecond and offset.
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[13579][26]|[2468][048]|0[48])00)"
+_DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+         rf"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+         rf"|{_LEAP}-02-29)")
+_CLOCK = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?)?"
+_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+ISO_TIME = rf"{_DATE}(?:T{_CLOCK}{_OFFSET}?)?"
+_ISO_TIME = re.compile(ISO_TIME)
+_EARLIEST = _dt.datetime.min.replace(tzinfo=_dt.UTC)
+_LATEST = _dt.datetime.max.replace(tzinfo=_dt.UTC)
+
+
 def parse_time(text: str, field: str) -> _dt.datetime:
-    """An ISO 8601 time (UTC when it names no offset; "Z" accepted), else a 400."""
-    try:
-        return utc(_dt.datetime.fromisoformat(text.strip()))
-    except ValueError:
+    """An ISO 8601 time as ISO_TIME says (UTC when it names no offset), else a 400."""
+    if not _ISO_TIME.fullmatch(text):
         raise ValidationError("must be an ISO 8601 time, e.g. 2030-01-31T12:00:00Z",
-                              field=field) from None
+                              field=field)
+    moment = _dt.datetime.fromisoformat(text)
+    try:
+        return utc(moment)
+    except OverflowError:  # an offset beyond year 1 or 9999
+        return _LATEST if moment.year > 1 else _EARLIEST
 
 
 def iso(moment: _dt.datetime) -> str:
@@ -174,5 +192,5 @@ def log(event: Event) -> None:
         logging.getLogger(__name__).warning("could not log activity entry %s", event.id)
 
 
-__all__ = ["ACTIONS", "ANONYMOUS", "Event", "LOGGER", "MASK", "SECRET_NAMES", "id_floor",
+__all__ = ["ACTIONS", "ANONYMOUS", "Event", "ISO_TIME", "LOGGER", "MASK", "SECRET_NAMES", "id_floor",
            "iso", "log", "make", "new_id", "parse_time", "redact"]

@@ -6,7 +6,7 @@ from urllib.parse import urlencode
 
 import falcon
 
-from commissaire.activity import ACTIONS, parse_time
+from commissaire.activity import ACTIONS, ISO_TIME, parse_time
 from commissaire.validation import string
 from commissaire_http.activity import ActivityRecorder
 from commissaire_http.resources.base import Bus, Resource, parse_query, respond
@@ -20,8 +20,9 @@ OBJECT_SCHEMA = string(rf"[a-z]{{1,32}}(?:/{_PART}){{0,3}}", 800, description=(
     "KIND or KIND/KEY: host/10.0.0.1, cluster/c1 (with its parts: cluster/c1/restart, "
     "cluster/c1/hosts/...), network/n1, containermanager/k; host/ADDRESS also lists the "
     "membership changes and operation steps naming the host"))
-TIME_SCHEMA = string(r"[0-9][0-9T:.+Z -]{3,40}", 41,
-                     description="ISO 8601, UTC unless an offset is given (inclusive)")
+TIME_SCHEMA = string(ISO_TIME, 32, description="ISO 8601: a date, optionally T and a time "
+                     "(to the microsecond) and Z or an offset; UTC unless one is given "
+                     "(inclusive)")
 
 
 class Events(Resource):

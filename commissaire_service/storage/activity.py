@@ -100,7 +100,10 @@ class ActivityLog:
         low = self._cutoff()
         if since is not None:
             low = max(low, _START + activity.id_floor(since))
-        high = _END if until is None else _START + activity.id_floor(until + _MICROSECOND)
+        try:
+            high = _END if until is None else _START + activity.id_floor(until + _MICROSECOND)
+        except OverflowError:  # until the end of time
+            high = _END
         if low >= high:
             return Page(0, [])
         handler = self._handler()

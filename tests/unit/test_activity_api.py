@@ -294,6 +294,8 @@ def test_paging_with_total_and_next_link(client: testing.TestClient,
 @pytest.mark.parametrize("params", [
     {"colour": "red"}, {"limit": "0"}, {"limit": "x"}, {"action": "explode"},
     {"since": "yesterday"}, {"until": "2030-13-45T00:00:00"}, {"object": "../etc"},
+    {"since": "2100-02-29"}, {"until": "2030-01-01T00:00:00.1234567"},
+    {"since": "2030-01-01T00:00:00 "},
     {"actor": "a\nb"}, {"order": "random"},
 ])
 def test_bad_parameters_are_400s_naming_them(client: testing.TestClient,
@@ -315,3 +317,14 @@ def test_the_route_needs_credentials_names_its_role_and_is_documented(
         "object", "actor", "action", "since", "until", "limit", "offset", "order"}
     assert operation["responses"]["200"]["content"]["application/json"]["schema"]["items"][
         "properties"]["outcome"]
+
+
+@pytest.mark.parametrize("params", [
+    {"since": "2000-02-29", "until": "2030-01-01T10Z"},
+    {"since": "9999-12-31T23:00-05:00"},  # beyond year 9999 in UTC
+    {"until": "0001-01-01T00:00+05:00"},  # before year 1 in UTC
+    {"until": "9999-12-31T23:59:59.999999Z"},
+])
+def test_every_time_the_schema_allows_is_taken(client: testing.TestClient,
+                                               params: dict[str, str]) -> None:
+    assert client.simulate_get("/api/v0/events", params=params, headers=AUTH).status_code == 200
