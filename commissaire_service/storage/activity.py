@@ -157,6 +157,8 @@ class ActivityMethods:
     def record_event(self, event: dict[str, Any]) -> list[Any]:
         """Store an entry made elsewhere (the REST server logged its line already);
         its fields are redacted once more here."""
+        if not isinstance(event, dict):
+            raise errors.ValidationError("must be an object", field="event")
         record = Event.from_dict(event)
         record.fields = activity.redact(record.fields)
         self.activity.record(record)
