@@ -17,7 +17,7 @@ from commctl import __version__, commands
 from commctl.environment import Environment
 from commctl.exitstatus import CommctlError, ExitStatus
 from commctl.output import FORMATS
-from commissaire.states import HOST_STATUSES
+from commissaire.states import ACTIONS, HOST_STATUSES
 
 if TYPE_CHECKING:
     from _typeshed import SupportsWrite
@@ -298,6 +298,24 @@ def _helper_commands(top: argparse._SubParsersAction) -> None:
 
     _leaf(top, "status", "show the health of the server, bus, store and services",
           commands.server_status)
+
+    leaf = _leaf(top, "events", "show the activity stream: who changed what, from where, "
+                 "how it ended (newest first)", commands.events_command)
+    leaf.add_argument("--object", metavar="KIND[/KEY]",
+                      help="host/ADDRESS, cluster/NAME (with its operations and members), "
+                           "network/NAME or containermanager/NAME")
+    leaf.add_argument("--actor", metavar="NAME", help="only what this user or service did")
+    leaf.add_argument("--action", choices=ACTIONS, help="only this action")
+    leaf.add_argument("--since", metavar="TIME",
+                      help="ISO 8601 (UTC unless an offset is given), or 30s, 15m, 2h, 7d ago")
+    leaf.add_argument("--until", metavar="TIME", help="the same, as the end")
+    leaf.add_argument("--limit", type=positive, metavar="N",
+                      help="at most N entries (default: the server's page, 100; with "
+                           "--follow the latest 10 first)")
+    leaf.add_argument("-f", "--follow", action="store_true",
+                      help="then print new entries as they come, until interrupted")
+    leaf.add_argument("--interval", type=interval, default=2.0, metavar="S",
+                      help="seconds between two looks with --follow (default: 2)")
 
 
 def build_parser(environment: Environment | None = None) -> argparse.ArgumentParser:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from functools import cached_property
 from typing import Any
 
-from commctl import passhash, sshcmd, userdata, watch
+from commctl import events, passhash, sshcmd, userdata, watch
 from commctl.client import Answer, ApiError, Client, path
 from commctl.config import config_path, load_settings
 from commctl.environment import Environment
@@ -326,6 +326,23 @@ def server_status(ctx: Context, _args: Args) -> int:
     answer = ctx.client.get("status", allow=(503,))
     ctx.show(answer.data, _status_table)
     return ExitStatus.OK if answer.status == 200 else ExitStatus.SERVER
+
+
+# -- the activity stream ------------------------------------------------------------
+
+def events_command(ctx: Context, args: Args) -> int:
+    """GET /events with the filters given; --follow keeps printing new entries."""
+    params = {name: value for name, value in (
+        ("object", args.object), ("actor", args.actor), ("action", args.action),
+        ("since", args.since and events.when(args.since)),
+        ("until", args.until and events.when(args.until))) if value}
+    if args.follow:
+        return events.follow(ctx.client, params, ctx.fmt, ctx.env.stdout, args.interval,
+                             args.limit or 10)
+    if args.limit:
+        params["limit"] = str(args.limit)
+    ctx.show(ctx.client.get("events", params=params).data, events.table)
+    return ExitStatus.OK
 
 
 # -- local helpers: passhash and user-data -------------------------------------

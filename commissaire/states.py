@@ -38,7 +38,23 @@ class HostOperationState(StrEnum):
 
 
 # The values, in order, for schemas and checks.
+class Action(StrEnum):
+    """What an activity entry (commissaire.activity) says was done."""
+
+    CREATE = "create"
+    UPDATE = "update"
+    DELETE = "delete"
+    ASSOCIATE = "associate"  # a host joins a cluster
+    DISASSOCIATE = "disassociate"  # a host leaves it
+    START = "start"  # a rolling operation is asked for
+    ABORT = "abort"
+    STEP = "step"  # a host's state within an operation changed
+    FINISH = "finish"  # an operation ended
+    REQUEST = "request"  # a change request on no route, or with a method none serves
+
+
 HOST_STATUSES = tuple(s.value for s in HostState)
 CLUSTER_STATUSES = tuple(s.value for s in ClusterState)
 OPERATION_STATUSES = tuple(s.value for s in OperationState)
 HOST_OPERATION_STATES = tuple(s.value for s in HostOperationState)
+ACTIONS = tuple(a.value for a in Action)

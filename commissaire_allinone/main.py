@@ -23,7 +23,7 @@ from commissaire.config import (
     read_json_file,
 )
 from commissaire.secrets import generate_key_file
-from commissaire_service.builders import BUILDERS, check_services_config
+from commissaire_service.builders import BUILDERS, check_allinone_storage, check_services_config
 from commissaire_service.runner import bus_servers
 from commissaire_service.service import Service
 from commissaire_service.settings import StorageSettings
@@ -56,8 +56,9 @@ def start_services(config: ServerConfig, bus: BusClient,
     data_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(data_dir, 0o700)
     per_service = services_config or {}
-    services: list[Service] = [build_storage_service(
-        StorageSettings.parse(storage_config(data_dir), "storage"), bus)]
+    check_allinone_storage(per_service.get("storage", {}))
+    services: list[Service] = [build_storage_service(StorageSettings.parse(
+        {**storage_config(data_dir), **per_service.get("storage", {})}, "storage"), bus)]
     services += [build(dict(per_service.get(name, {})), bus) for name, build in BUILDERS.items()]
     servers = []
     for service in services:

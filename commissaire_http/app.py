@@ -22,10 +22,11 @@ from commissaire.models import (
     Model,
     Network,
 )
+from commissaire_http.activity import ActivityRecorder
 from commissaire_http.authentication import build_auth_middleware
 from commissaire_http.authorization import RoleCheck, caller
 from commissaire_http.limits import BodyLimit
-from commissaire_http.resources import clusters, hosts, openapi, records, shapes, status
+from commissaire_http.resources import clusters, events, hosts, openapi, records, shapes, status
 from commissaire_http.resources.base import Bus
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,8 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
         }
 
     host_list = hosts.Hosts(bus, config.page_limit)
+    event_list = events.Events(bus, ActivityRecorder(bus, config.trusted_proxies),
+                               config.page_limit)
     table = [
         {"path": f"{API}/status", "tag": "status", "resource": status.Status(bus),
          "methods": {"GET": {"summary": "Health of server, bus, store and services",
@@ -153,6 +156,12 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
          "methods": named(ContainerManagerConfig, "container manager",
                           shapes.CONTAINER_MANAGER)},
     ]
+    table.append({"path": f"{API}/events", "tag": "events", "resource": event_list,
+                  "methods": {"GET": {"summary": "The activity stream: every change and "
+                                      "operation step (filter and page; newest first)",
+                                      "query": event_list.query, "returns": shapes.EVENTS,
+                                      "headers": {"X-Total-Count": True, "Link": False},
+                                      "role": Role.VIEWER}}})
     table.append({"path": OPENAPI_PATH, "tag": "meta",
                   "resource": openapi.OpenAPI(table, open_paths(config)),
                   "methods": {"GET": {"summary": "This document",
@@ -249,6 +258,13 @@ def create_app(config: ServerConfig, bus: Bus) -> falcon.App:
     table = routes(bus, config)
     # Roles before query checks: a caller may not learn what it may not do.
     middleware += [RoleCheck(table), StrictQuery(table)]
+    # Every change request becomes an activity entry. Second in the list, its
+    # process_response runs after the auth and limit middleware's (falcon runs them
+    # in reverse), for refusals too, and sees the final answer.
+    recorder: ActivityRecorder = next(r["resource"].recorder for r in table
+                                      if isinstance(r["resource"], events.Events))
+    recorder.routes(table)
+    middleware.insert(1, recorder)
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False

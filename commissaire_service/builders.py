@@ -19,6 +19,7 @@ from commissaire_service.settings import (
     ContainerMgrSettings,
     InvestigatorSettings,
     ServiceSettings,
+    StorageSettings,
     WatcherSettings,
 )
 from commissaire_service.watcher.service import WatcherService
@@ -84,9 +85,30 @@ def check_services_config(services: dict[str, Any]) -> None:
     its services inside the server's worker, where a bad setting would only be a
     traceback); ConfigError names the service and the setting."""
     for name, config in services.items():
+        if name == "storage":
+            check_allinone_storage(config)
+            continue
         if name not in BUILDERS:
-            raise ConfigError(f"{name}: not a service (services: {', '.join(BUILDERS)})")
+            raise ConfigError(f"{name}: not a service (services: storage, {', '.join(BUILDERS)})")
         try:
             BUILDERS[name].checked(config)
         except ConfigError as exc:
             raise ConfigError(f"{name}: {exc}") from None
+
+
+#: What the all-in-one's "storage" section may set: its store and key are the data dir's.
+ALLINONE_STORAGE_KEYS = ("events-max-age", "events-max-count")
+
+
+def check_allinone_storage(config: Any) -> None:
+    """The all-in-one's "storage" section: the activity stream's retention only."""
+    if not isinstance(config, dict):
+        raise ConfigError("storage: its settings must be a JSON object")
+    for key in config:
+        if key not in ALLINONE_STORAGE_KEYS:
+            raise ConfigError(f"storage: {str(key)[:64]}: not a setting of the all-in-one's "
+                              f"storage; settings: {', '.join(ALLINONE_STORAGE_KEYS)}")
+    try:
+        StorageSettings.parse(config, "storage")
+    except ConfigError as exc:
+        raise ConfigError(f"storage: {exc}") from None

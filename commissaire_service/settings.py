@@ -171,6 +171,12 @@ class StorageSettings(ServiceSettings):
         alias="secrets_key_file")
     secrets_accept_format_1: bool = setting(
         "secrets-accept-format-1", True, "read credentials sealed by the first version's format")
+    events_max_age: float = setting(
+        "events-max-age", 30 * 86400.0, "seconds the activity stream keeps an entry "
+        "(default 30 days)", minimum=1)
+    events_max_count: int = setting(
+        "events-max-count", 100_000, "entries the activity stream keeps at most (the oldest "
+        "go first)", minimum=1)
 
 
 def _convert(key: str, value: Any, kind: Any, minimum: float | None) -> Any:

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, NotRequired, Protocol, TypedDict, TypeVar
 
+from commissaire.activity import Event
 from commissaire.identity import Identity
 from commissaire.models import (
     ClusterOperation,
@@ -72,6 +73,14 @@ class HostPage:
 
     total: int
     items: list[Host]
+
+
+@dataclass(frozen=True)
+class EventPage:
+    """One page of the activity stream, and how many entries matched in all."""
+
+    total: int
+    items: list[Event]
 
 
 class LockGrant(TypedDict):
@@ -257,6 +266,22 @@ class StorageClient(ServiceClient):
     def release_lock(self, name: str, lease: int) -> None:
         self._call("storage.release_lock", {"name": name, "lease": lease})
 
+    # -- the activity stream ----------------------------------------------------------
+
+    def record_event(self, event: Event) -> None:
+        """Store an entry (retention applies); its JSON line is the caller's to log."""
+        self._call("storage.record_event", {"event": event.to_dict()})
+
+    def list_events(self, object_kind: str = "", object_key: str = "", actor: str = "",
+                    action: str = "", since: str = "", until: str = "", limit: int = 0,
+                    offset: int = 0, order: str = "newest") -> EventPage:
+        """Entries matching every filter given (times ISO 8601, inclusive), paged."""
+        page = self._call("storage.list_events", {
+            "object_kind": object_kind, "object_key": object_key, "actor": actor,
+            "action": action, "since": since, "until": until, "limit": limit,
+            "offset": offset, "order": order})
+        return EventPage(int(page["total"]), [_record(Event, e) for e in page["items"]])
+
 
 class InvestigatorClient(ServiceClient):
     service = "investigator"
@@ -315,6 +340,6 @@ CLIENTS: dict[str, type[ServiceClient]] = {
 
 __all__ = [
     "CLIENTS", "Caller", "ChecksRecorded", "ClusterExecClient", "ContainerClient", "Created",
-    "HostCheck", "HostPage", "InvestigatorClient", "LockGrant", "ServiceClient",
+    "EventPage", "HostCheck", "HostPage", "InvestigatorClient", "LockGrant", "ServiceClient",
     "StorageClient", "WatcherClient",
 ]

@@ -53,6 +53,23 @@ class StoreHandler(abc.ABC):
     #: Short name used in a Host's `source` (e.g. "etcd" for commissaire.storage.etcd).
     short_name: str = ""
 
+    # -- key ranges: the activity stream's time-ordered keys ----------------------
+
+    def scan(self, start: str, end: str, *, limit: int = 0,
+             newest_first: bool = False) -> list[Item]:
+        """Documents whose key is in [start, end), sorted by key (descending with
+        `newest_first`), at most `limit` (0: all). Handlers override this with a
+        query that reads only those; this default reads their common prefix."""
+        found = [item for item in self.list(_common_prefix(start, end))
+                 if start <= item.key < end]
+        if newest_first:
+            found.reverse()
+        return found[:limit] if limit else found
+
+    def count(self, start: str, end: str) -> int:
+        """How many keys are in [start, end)."""
+        return len(self.scan(start, end))
+
     @abc.abstractmethod
     def get(self, key: str) -> Item | None:
         """The document at `key`, or None when there is none."""
@@ -88,3 +105,12 @@ class StoreHandler(abc.ABC):
     def close(self) -> None:  # noqa: B027  (optional hook; most handlers hold nothing)
         """Release connections."""
         return None
+
+
+def _common_prefix(start: str, end: str) -> str:
+    size = 0
+    for a, b in zip(start, end, strict=False):
+        if a != b:
+            break
+        size += 1
+    return start[:size]

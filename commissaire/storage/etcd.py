@@ -200,6 +200,22 @@ class EtcdStoreHandler(StoreHandler):
 
     # -- StoreHandler ----------------------------------------------------
 
+    def scan(self, start: str, end: str, *, limit: int = 0,
+             newest_first: bool = False) -> list[Item]:
+        """One range request: etcd sorts and limits it (not served from the cache,
+        which holds no order)."""
+        result = self._post("/kv/range", {
+            "key": _b64(self._full_key(start)), "range_end": _b64(self._full_key(end)),
+            "sort_order": "DESCEND" if newest_first else "ASCEND", "sort_target": "KEY",
+            "limit": max(0, limit)})
+        return [self._item(kv) for kv in result.get("kvs") or []]
+
+    def count(self, start: str, end: str) -> int:
+        result = self._post("/kv/range", {
+            "key": _b64(self._full_key(start)), "range_end": _b64(self._full_key(end)),
+            "count_only": True})
+        return int(result.get("count", 0))
+
     def get(self, key: str) -> Item | None:
         if self.cache is not None:
             cached = self.cache.get(key)

@@ -172,6 +172,24 @@ class SqliteStoreHandler(StoreHandler):
 
     # -- StoreHandler ----------------------------------------------------
 
+    def scan(self, start: str, end: str, *, limit: int = 0,
+             newest_first: bool = False) -> list[Item]:
+        """One indexed query over the key range (the primary key orders it)."""
+        order = "DESC" if newest_first else "ASC"
+        with self._conn() as conn:
+            rows = conn.execute(
+                f"SELECT key, value, mod_revision FROM kv WHERE key >= ? AND key < ? "
+                f"AND {_LIVE} ORDER BY key {order} LIMIT ?",
+                (self.prefix + start, self.prefix + end, time.time(),
+                 limit if limit > 0 else -1)).fetchall()
+        return [self._item(*row) for row in rows]
+
+    def count(self, start: str, end: str) -> int:
+        with self._conn() as conn:
+            row = conn.execute(f"SELECT count(*) FROM kv WHERE key >= ? AND key < ? AND {_LIVE}",
+                               (self.prefix + start, self.prefix + end, time.time())).fetchone()
+        return int(row[0])
+
     def get(self, key: str) -> Item | None:
         full = self.prefix + key
         with self._conn() as conn:

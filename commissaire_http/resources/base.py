@@ -42,6 +42,7 @@ def read_json(req: falcon.Request) -> dict[str, Any] | None:
     body = validation.loads(raw)
     if not isinstance(body, dict):
         raise errors.ValidationError("the request body must be a JSON object")
+    req.context.body = body  # what the activity entry records (secrets masked there)
     return body
 
 

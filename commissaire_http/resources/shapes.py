@@ -83,3 +83,20 @@ STATUS = _object({
     "bus": _CHECK, "store": _CHECK,
     "services": {"type": "object", "additionalProperties": _CHECK},
 })
+
+
+EVENT = _object({
+    "id": {**_STR, "description": "time-ordered: microseconds since the epoch, '-', random"},
+    "at": _TIME,
+    "actor": _object({"name": _STR, "method": {
+        **_STR, "description": "how they authenticated; service for a service, none for "
+        "anonymous"}}),
+    "source": {**_STR, "description": "the client's address"},
+    "request_id": _STR,
+    "action": _STR,
+    "object": _object({"kind": _STR, "key": _STR}),
+    "fields": {"type": "object", "description": "the fields given, secrets as ******"},
+    "outcome": _object({"status": {**_INT, "description": "the HTTP status"},
+                        "error": {**_STR, "description": "the error's description"}}),
+})
+EVENTS = {"type": "array", "items": EVENT}

@@ -6,6 +6,7 @@ Config (/etc/commissaire/storage.conf):
   "secrets-key-file": key file that encrypts host credentials at rest (required).
   "secrets-accept-format-1": open secrets sealed by the previous version (default
       true); set false once `python -m commissaire_service.storage.reencrypt` ran.
+  "events-max-age", "events-max-count": retention of the activity stream.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from commissaire.storage.registry import load_handlers
 from commissaire_service.builders import ServiceKind
 from commissaire_service.runner import run_service
 from commissaire_service.settings import StorageSettings
+from commissaire_service.storage.activity import ActivityLog, Retention
 from commissaire_service.storage.repository import Repository
 from commissaire_service.storage.service import StorageService
 
@@ -41,8 +43,10 @@ def build_storage_service(settings: StorageSettings, bus: BusClient) -> StorageS
     except errors.SecretsUnavailable as exc:
         raise ConfigError(exc.description) from None
     format_1 = settings.secrets_accept_format_1
-    service = StorageService(Repository(load_handlers(handlers_config), box,
-                                        accept_format_1=format_1), notify=bus.notify)
+    repository = Repository(load_handlers(handlers_config), box, accept_format_1=format_1)
+    retention = Retention(max_age=settings.events_max_age, max_count=settings.events_max_count)
+    service = StorageService(repository, notify=bus.notify,
+                             activity=ActivityLog(repository.handlers, retention))
     threading.Thread(target=_ensure_defaults, args=(service,), daemon=True).start()
     return service
 

@@ -39,6 +39,7 @@ from commissaire.models import (
 from commissaire.storage.base import ABSENT, Txn
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.service import Service, bus_method
+from commissaire_service.storage.activity import STORAGE, ActivityLog, ActivityMethods
 from commissaire_service.storage.repository import Current, Repository, Snapshot, settled
 
 logger = logging.getLogger(__name__)
@@ -112,12 +113,15 @@ class _OperationLocks:
         return []
 
 
-class StorageService(_OperationLocks, Service):
+class StorageService(_OperationLocks, ActivityMethods, Service):
     name = "storage"
 
-    def __init__(self, repository: Repository, notify: Notify | None = None) -> None:
+    def __init__(self, repository: Repository, notify: Notify | None = None,
+                 activity: ActivityLog | None = None) -> None:
         super().__init__()
         self.repo = repository
+        # The activity stream (default retention unless the settings give one).
+        self.activity = activity or ActivityLog(repository.handlers)
         self._notify = notify or (lambda _key, _params: None)
 
     def health(self) -> dict[str, Any]:
@@ -608,6 +612,7 @@ class StorageService(_OperationLocks, Service):
         on: a host deleted and created again mid-operation is not part of it."""
         lock_name = f"{kind}.{name}"
         closing = changes.get("state") in ("failed", "skipped")
+        before: dict[str, Any] = {}
 
         def mutate(current: Current, snap: Snapshot) -> Model:
             lock = current.of(OperationLock, lock_name)
@@ -627,6 +632,7 @@ class StorageService(_OperationLocks, Service):
             if changes.get("state") == "in_process" and op.status != "in_process":
                 raise errors.OperationStopped(f"the operation on {name!r} is {op.status}; "
                                               "no new host may start")
+            before["state"] = detail.get("state")
             detail.update(changes)
             if event:
                 detail["events"].append({"at": utcnow(), "event": event})
@@ -636,6 +642,11 @@ class StorageService(_OperationLocks, Service):
         saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, ""),
                                   ("Host", address, "")], mutate)
         self._announce(saved, "updated")
+        state = changes.get("state")
+        if state and state != before.get("state"):
+            self._operation_event("step", kind, name, {
+                "host": address, "state": state, "previous": before.get("state"),
+                "event": event, "reason": changes.get("reason", "")})
         return saved.to_safe_dict()
 
     @bus_method()
@@ -660,12 +671,16 @@ class StorageService(_OperationLocks, Service):
 
         saved = self.repo.change([(kind, name, ""), ("OperationLock", lock_name, "")], mutate)
         self._announce(saved, "updated")
+        if isinstance(saved, ClusterOperation):
+            self._operation_event("finish", kind, name, {"status": saved.status,
+                                                         "reason": saved.reason})
         return saved.to_safe_dict()
 
     @bus_method()
     def abort_operation(self, kind: str, name: str) -> dict[str, Any]:
         """Stop an operation: hosts not yet started are skipped; status `aborted`."""
         name = validate_name(name)
+        skipped: list[str] = []
 
         def mutate(current: Current, snap: Snapshot) -> Model:
             op = current[(kind, name)]
@@ -674,8 +689,10 @@ class StorageService(_OperationLocks, Service):
             if op.status != "in_process":
                 raise errors.Conflict(f"the operation on {name!r} is already {op.status}")
             now = utcnow()
-            for detail in op.hosts.values():
+            skipped.clear()
+            for address, detail in op.hosts.items():
                 if detail["state"] == "pending":
+                    skipped.append(address)
                     detail["state"] = "skipped"
                     detail["events"].append({"at": now, "event": "skipped (aborted)"})
             op.status = "aborted"
@@ -687,6 +704,10 @@ class StorageService(_OperationLocks, Service):
 
         aborted = self.repo.change([(kind, name, "")], mutate)
         self._announce(aborted, "updated")
+        for address in skipped:
+            self._operation_event("step", kind, name, {
+                "host": address, "state": "skipped", "previous": "pending",
+                "event": "skipped (aborted)", "reason": ""}, actor=STORAGE)
         return aborted.to_safe_dict()
 
 

@@ -211,21 +211,25 @@ class DirectBus:
         self.notifications.append((routing_key, json.loads(json.dumps(params))))
 
 
-def api_client(store: DictStore, users: dict[str, Any], *,
+def api_client(store: DictStore, users: dict[str, Any], events: DictStore | None = None, *,
                more_plugins: tuple[dict[str, Any], ...] = (), bus: DirectBus | None = None,
                **settings: Any) -> Any:
     """The REST app with basic auth for `users` (then `more_plugins`), the real
     storage service on `store` and a direct bus (`bus`, or a new one); `settings`
-    are further ServerConfig fields."""
+    are further ServerConfig fields. The activity stream is kept in `events` (by
+    default a store of its own, so that `store` holds the records alone: refusals
+    are recorded there too)."""
     from falcon import testing
 
     from commissaire.config import ServerConfig
     from commissaire_http.app import create_app
+    from commissaire_service.storage.activity import ActivityLog
     from commissaire_service.storage.repository import Repository
     from commissaire_service.storage.service import StorageService
 
     bus = bus or DirectBus()
-    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify)
+    storage = StorageService(Repository(HandlerSet(store), ReversibleBox()), notify=bus.notify,
+                             activity=ActivityLog(HandlerSet(events or DictStore())))
     storage.ensure_default_network()
     bus.services["storage"] = storage
     config = ServerConfig(

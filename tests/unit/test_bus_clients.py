@@ -13,12 +13,14 @@ from typing import Any
 
 import pytest
 
+from commissaire import activity
 from commissaire.bus.clients import (
     CLIENTS,
     DRAIN_MARGIN,
     ClusterExecClient,
     ContainerClient,
     Created,
+    EventPage,
     HostPage,
     InvestigatorClient,
     ServiceClient,
@@ -120,6 +122,8 @@ RESTART = {"name": "c1", "status": "in_process", "started_at": "2030-01-01T00:00
            "hosts": {"10.0.0.1": {"state": "done"}, "10.0.0.2": {"state": "in_process"}},
            "restarted": ["10.0.0.1"], "in_process": ["10.0.0.2"]}
 CREDS = {"address": "10.0.0.1", "ssh_priv_key": KEY, "remote_user": "core", "uid": "u1"}
+EVENT = activity.make("create", "host", "10.0.0.1", actor={"name": "a", "method": "basic"},
+                      fields={"ssh_priv_key": KEY}, status=201)
 MANAGER = {"name": "k", "type": "kubernetes", "uid": "m1",
            "options": {"server_url": "https://k:6443", "token": "t0ken"}}
 
@@ -221,6 +225,15 @@ CASES: dict[str, list[Case]] = {
              {"name": "ClusterRestart.c1", "lease": 7}, {"ttl": 3}, lambda r: r == 3),
         Case(lambda c: c.release_lock("ClusterRestart.c1", 7), "storage.release_lock",
              {"name": "ClusterRestart.c1", "lease": 7}, [], lambda r: r is None),
+        Case(lambda c: c.record_event(EVENT), "storage.record_event",
+             {"event": EVENT.to_dict()}, [], lambda r: r is None),
+        Case(lambda c: c.list_events(object_kind="host", object_key="10.0.0.1", limit=5),
+             "storage.list_events",
+             {"object_kind": "host", "object_key": "10.0.0.1", "actor": "", "action": "",
+              "since": "", "until": "", "limit": 5, "offset": 0, "order": "newest"},
+             {"total": 9, "items": [EVENT.to_dict()]},
+             lambda r: isinstance(r, EventPage) and r.total == 9
+             and [e.to_safe_dict() for e in r.items] == [EVENT.to_dict()]),
     ],
     "investigator": [
         Case(lambda c: c.ping(), "investigator.ping", {}, {"queued": 0},
