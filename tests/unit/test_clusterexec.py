@@ -247,16 +247,27 @@ def test_an_abort_racing_a_host_start_on_a_cluster_named_clock(world) -> None:  
     add_cluster(storage, fleet, "clock", [f"127.0.4.{i}" for i in range(1, 5)])
     fleet.reboot_seconds = 0.3
     real_call = bus.call
+    lock = threading.Lock()
     starts: list[str] = []
+    first_started = threading.Event()
 
     def abort_before_the_second_start(method: str, params: dict[str, Any] | None = None,
                                       **kw: Any) -> Any:
-        if method == "storage.update_operation_host" and params and \
-                params["changes"].get("state") == "in_process":
+        if not (method == "storage.update_operation_host" and params and
+                params["changes"].get("state") == "in_process"):
+            return real_call(method, params, **kw)
+        with lock:
             starts.append(params["address"])
-            if len(starts) == 2:  # the first host is acting; the second races the abort
-                storage.abort_operation("ClusterRestart", "clock")
-        return real_call(method, params, **kw)
+            second = len(starts) == 2
+        if second:
+            # Hosts start on threads: the abort comes once the first host's start has
+            # landed (it is acting), and before the second's lands (which races it).
+            assert first_started.wait(10)
+            storage.abort_operation("ClusterRestart", "clock")
+        answer = real_call(method, params, **kw)
+        if not second:
+            first_started.set()
+        return answer
 
     bus.call = abort_before_the_second_start
     svc = ClusterExecService(bus, lease_ttl=3, settings=settings(), start=False)
