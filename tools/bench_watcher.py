@@ -78,7 +78,7 @@ class FakeStorageBus:
         params = params or {}
         self.calls[method] = self.calls.get(method, 0) + 1
         if method == "storage.list_hosts":
-            return {"items": [dict(r) for r in self.records.values()]}
+            return {"total": len(self.records), "items": [dict(r) for r in self.records.values()]}
         if method == "storage.reveal_creds":
             if params["address"] not in self.records:
                 raise errors.NotFound(params["address"])
