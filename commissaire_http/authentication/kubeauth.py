@@ -33,6 +33,11 @@ Options of the plugin entry:
 ``max_concurrent``
     TokenReview calls in flight at once (default 8); a request that gets no
     slot within 0.5 s is 429 with Retry-After, nothing counted.
+``user_prefix`` / ``group_prefix``
+    Put before the user name and each group (default none), as kube-apiserver's
+    --oidc-username-prefix does: with ``k8s:``, role-bindings name
+    ``k8s:alice``, and a Kubernetes user cannot take the binding of a users-file
+    user of the same name.
 
 A token of the API-token plugin's form (``cmt_...``) is not this plugin's
 business: it says nothing and the next plugin answers. A refused token is a
@@ -156,7 +161,8 @@ class KubernetesAuth(Authenticator):
     def __init__(self, server_url: str | None = None, certificate_authority: str | None = None,
                  token: str | None = None, token_file: str | None = None,
                  cache_seconds: object = None, request_timeout: object = None,
-                 audiences: object = None, max_concurrent: object = None) -> None:
+                 audiences: object = None, max_concurrent: object = None,
+                 user_prefix: str = "", group_prefix: str = "") -> None:
         self.url = _server_url(server_url) + REVIEW_PATH
         self._verify: bool | str = True
         if certificate_authority:
@@ -175,6 +181,10 @@ class KubernetesAuth(Authenticator):
         self.cache_seconds = _number("cache_seconds", cache_seconds, DEFAULT_CACHE_SECONDS, 0)
         self.timeout = _number("request_timeout", request_timeout, DEFAULT_TIMEOUT, 0.1)
         self.audiences = self._audiences(audiences)
+        if not all(isinstance(p, str) and (p == "" or _usable_name(p))
+                   for p in (user_prefix, group_prefix)):
+            raise ConfigError("kubeauth: user_prefix and group_prefix must be printable text")
+        self.user_prefix, self.group_prefix = user_prefix, group_prefix
         slots = int(_number("max_concurrent", max_concurrent, DEFAULT_CONCURRENT, 1))
         self._slots = threading.BoundedSemaphore(slots)
         self._key = secrets.token_bytes(32)
@@ -258,7 +268,7 @@ class KubernetesAuth(Authenticator):
         review = self._review(token)
         if review.user is None:
             return False
-        return self.roles.identity(review.user, METHOD, groups=self._kept(review.groups))
+        return self.roles.identity(review.user, METHOD, groups=review.groups)
 
     def _kept(self, groups: tuple[str, ...]) -> tuple[str, ...]:
         """At most MAX_GROUPS, the ones bound to a role first (so a cut never
@@ -267,7 +277,8 @@ class KubernetesAuth(Authenticator):
             return groups
         bound = self.roles.bindings.groups
         ordered = [g for g in groups if g in bound] + [g for g in groups if g not in bound]
-        logger.info("kubeauth: a user with %d groups: %d kept", len(groups), MAX_GROUPS)
+        logger.info("kubeauth: a user with %d groups: %d kept, the bound ones first",
+                    len(groups), MAX_GROUPS)
         return tuple(ordered[:MAX_GROUPS])
 
     def _review(self, token: str) -> Review:
@@ -283,7 +294,9 @@ class KubernetesAuth(Authenticator):
         if cached is not None:
             return cached
         with self._slot():
-            review = self._ask(token)
+            # A burst of one token's requests at expiry: those that waited for a
+            # slot find the answer the first one got.
+            review = self._cached(key) or self._ask(token)
         if self.cache_seconds > 0:
             with self._lock:
                 self._cache[key] = (monotonic() + self.cache_seconds, review)
@@ -383,6 +396,7 @@ class KubernetesAuth(Authenticator):
             raise _Unusable("status.user.username is not a string")
         if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
             raise _Unusable("status.user.groups is not a list of strings")
+        name = self.user_prefix + name
         if not _usable_name(name):
             logger.warning("kubeauth: token of user %s refused: an empty name, a name over %d "
                            "characters or with control characters", ascii(name[:80]), MAX_NAME)
@@ -396,7 +410,8 @@ class KubernetesAuth(Authenticator):
                             ascii(name), ", ".join(self.audiences))
                 return Review(None)
         # Group names that no binding could name (control characters, too long) are dropped.
-        return Review(name, tuple(dict.fromkeys(g for g in groups if _usable_name(g))))
+        usable = (self.group_prefix + g for g in groups)
+        return Review(name, self._kept(tuple(dict.fromkeys(g for g in usable if _usable_name(g)))))
 
 
 PluginClass = KubernetesAuth

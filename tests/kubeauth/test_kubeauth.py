@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -93,6 +94,16 @@ def test_audiences_are_sent_and_checked(standin: KubeStandIn, make_client: Clien
     # Without audiences the API server's own audience applies: a token meant only
     # for commissaire is not valid there.
     assert make_client().simulate_get(VIEWER_PATH, headers=bearer("ours")).status_code == 401
+
+
+def test_prefixes_keep_kubernetes_names_apart(standin: KubeStandIn,
+                                              make_client: Client) -> None:
+    standin.add_token("alice-token", "alice", ["k8s-viewers", "ops"])
+    bindings = {"users": {"alice": "admin"}, "groups": {"k8s:ops": "viewer"}}
+    client = make_client(user_prefix="k8s:", group_prefix="k8s:", role_bindings=bindings)
+    # Not the "alice" of the users file: the prefixed group's role.
+    answer = client.simulate_delete(ADMIN_PATH, headers=bearer("alice-token"))
+    assert answer.json["error"]["description"] == "needs the admin role; you are viewer"
 
 
 # -- refused ----------------------------------------------------------------------------
@@ -194,6 +205,27 @@ def test_a_cached_good_token_passes_a_throttled_address(standin: KubeStandIn,
         client.simulate_get(VIEWER_PATH, headers=bearer(f"bad-{i}"))
     assert client.simulate_get(VIEWER_PATH, headers=bearer("bad-x")).status_code == 429
     assert client.simulate_get(VIEWER_PATH, headers=bearer("alice-token")).status_code == 200
+
+
+def test_concurrent_reviews_are_bounded(standin: KubeStandIn, make_client: Client) -> None:
+    standin.add_token("slow-token", "alice", ["k8s-viewers"])
+    standin.before("POST", TOKEN_REVIEWS, lambda: time.sleep(1.5))
+    client = make_client(max_concurrent=1)
+    answers: dict[str, Any] = {}
+
+    def call(token: str) -> None:
+        answers[token] = client.simulate_get(VIEWER_PATH, headers=bearer(token))
+
+    first = threading.Thread(target=call, args=("slow-token",))
+    first.start()
+    while reviews(standin) == 0:
+        time.sleep(0.01)
+    call("other-token")  # no slot within 0.5 s
+    first.join(10)
+    assert answers["slow-token"].status_code == 200
+    assert answers["other-token"].status_code == 429
+    assert answers["other-token"].headers["Retry-After"] == "1"
+    assert reviews(standin) == 1
 
 
 # -- the server's credential --------------------------------------------------------------
@@ -378,6 +410,7 @@ def test_the_plugin_loads_from_the_server_configuration(standin: KubeStandIn,
     ({"request_timeout": 0}, "request_timeout"),
     ({"audiences": [1]}, "audiences"),
     ({"max_concurrent": 0}, "max_concurrent"),
+    ({"user_prefix": "a\nb"}, "user_prefix"),
 ])
 def test_bad_options_are_refused_at_start(standin: KubeStandIn, options: dict[str, Any],
                                           says: str) -> None:
