@@ -215,6 +215,16 @@ class BusUnavailable(CommissaireError):
     http_headers = {"Retry-After": "5"}
 
 
+class AuthenticationUnavailable(CommissaireError):
+    """The service that checks credentials (Kubernetes TokenReview) cannot answer:
+    nothing was checked, so no failure is counted against the caller."""
+
+    jsonrpc_code = -32012
+    http_status = 503
+    title = "Authentication unavailable"
+    http_headers = {"Retry-After": "5"}
+
+
 class ServiceTimeout(CommissaireError):
     """A service did not answer in time."""
 

@@ -131,8 +131,11 @@ class AuthMiddleware:
             except errors.CommissaireError as exc:
                 first_error = first_error or exc
         # Only requests that tried credentials count: a request without any is
-        # how many clients start (and gets the challenge).
-        if first_error is not None or req.get_header("Authorization") is not None:
+        # how many clients start (and gets the challenge). Nor does one whose check
+        # could not be made (AuthenticationUnavailable: the checker is down).
+        unchecked = isinstance(first_error, errors.AuthenticationUnavailable)
+        if not unchecked and (first_error is not None
+                              or req.get_header("Authorization") is not None):
             self.throttle.failure(address, claimed)
         if first_error is not None:
             raise first_error

@@ -58,7 +58,7 @@ _ERRORS: dict[str, tuple[str, dict[str, Any]]] = {
     "431": ("The request head (request line and headers) is larger than 64 KiB", {}),
     "429": ("Too many failed authentications from this client or for this user",
             {"Retry-After": _RETRY_AFTER}),
-    "503": ("Store or bus unavailable", {"Retry-After": _RETRY_AFTER}),
+    "503": ("Store, bus or token checker (kubeauth) unavailable", {"Retry-After": _RETRY_AFTER}),
     "504": ("A service did not answer in time", {}),
 }
 

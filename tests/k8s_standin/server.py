@@ -27,6 +27,20 @@ Commissaire's container manager service uses:
   after ``deletion_grace`` seconds during which it carries a
   ``deletionTimestamp``), 404 for no pod, 429 TooManyRequests with a
   DisruptionBudget cause while the test has the pod "blocked by a PDB".
+- ``POST /apis/authentication.k8s.io/v1/tokenreviews`` (TokenReview, as
+  pkg/registry/authentication/tokenreview answers it): 201 with the request's
+  apiVersion, kind and spec echoed (the reviewed token included, as the real
+  API does), ``metadata: {"creationTimestamp": null}`` and a status. A token a
+  test registered (`add_token`) is ``{"authenticated": true, "user": {username,
+  uid, groups, extra}, "audiences": [...]}``; the audiences are the
+  intersection of ``spec.audiences`` (default: the stand-in's
+  `api_audiences`) with the token's own (a token registered without audiences
+  is audience-agnostic: all of them). An unknown token, or one whose audiences
+  do not meet the requested ones, is ``{"user": {}, "error": "[invalid bearer
+  token, ...]"}`` (``authenticated`` false is omitted, as Go's omitempty does).
+  No ``spec.token``: 400 "token is required for TokenReview in
+  authentication"; another kind or apiVersion: 400; other verbs 405. The caller
+  needs its own credential like any request (a reviewed token is not one).
 - Authentication: with a ``token``, every request needs ``Authorization:
   Bearer <token>`` or, over TLS, a client certificate signed by the stand-in's
   CA; otherwise 401 Unauthorized. Errors are ``Status`` objects shaped like
@@ -38,12 +52,15 @@ objects: a test blocks evictions directly), labelSelector (400), watches,
 pagination (limit/continue), dry-run, server-side apply and JSON patch (415),
 the status subresource endpoints, graceful deletion options, pod garbage
 collection when a node is deleted, RBAC (a valid credential may do anything),
-API discovery (/api, /apis, /version).
+API discovery (/api, /apis, /version), RBAC on TokenReview (the real API wants
+``create tokenreviews``, e.g. the system:auth-delegator cluster role).
 
 Test hooks (thread-safe): `add_node`, `set_ready`, `touch_node` (a concurrent
 writer), `add_pod`, `block_eviction`/`unblock_eviction`, `before` (run a
 function before the next matching request, to stage a race), `refuse_patch`,
-`deletion_grace`, and `requests` (what was asked, without headers).
+`deletion_grace`, `add_token`/`remove_token` (users TokenReview knows),
+`review_answer` (answer TokenReviews with this instead: a hostile API), and
+`requests` (what was asked, without headers or bodies).
 """
 from __future__ import annotations
 
@@ -70,6 +87,8 @@ _SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a
 _MERGE_TYPES = ("application/merge-patch+json", "application/strategic-merge-patch+json")
 _FIELDS = {"spec.nodeName": ("spec", "nodeName"), "metadata.name": ("metadata", "name"),
            "metadata.namespace": ("metadata", "namespace"), "status.phase": ("status", "phase")}
+TOKEN_REVIEW_VERSION = "authentication.k8s.io/v1"
+TOKEN_REVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 _REASONS = {400: "BadRequest", 401: "Unauthorized", 404: "NotFound", 405: "MethodNotAllowed",
             409: "Conflict", 415: "UnsupportedMediaType", 422: "Invalid",
             429: "TooManyRequests"}
@@ -117,6 +136,18 @@ def _fail(code: int, message: str, reason: str = "",
     return ApiAnswer(code, status_failure(code, message, reason, details))
 
 
+@dataclass(frozen=True)
+class TokenUser:
+    """Who a registered token is, as an authenticator would say (user.Info)."""
+
+    username: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: dict[str, list[str]] | None = None
+    #: None: audience-agnostic (a static or legacy token), else the token's audiences.
+    audiences: tuple[str, ...] | None = None
+
+
 @dataclass
 class _Hook:
     method: str
@@ -138,6 +169,11 @@ class KubeStandIn:
         self.refuse_patch = False
         self.deletion_grace = 0.0
         self.requests: list[tuple[str, str]] = []
+        #: What the API server's own audience is (--api-audiences).
+        self.api_audiences = ["https://kubernetes.default.svc.cluster.local"]
+        #: When set, (status, JSON value) every TokenReview is answered with.
+        self.review_answer: tuple[int, Any] | None = None
+        self._tokens: dict[str, TokenUser] = {}
         self._lock = threading.RLock()
         self._rv = 100
         self._nodes: dict[str, dict[str, Any]] = {}
@@ -298,6 +334,20 @@ class KubeStandIn:
         with self._lock:
             self._blocked.pop((namespace, name), None)
 
+    def add_token(self, token: str, username: str, groups: tuple[str, ...] | list[str] = (),
+                  *, uid: str = "", extra: dict[str, list[str]] | None = None,
+                  audiences: tuple[str, ...] | list[str] | None = None) -> None:
+        """From now on TokenReview says `token` is this user."""
+        with self._lock:
+            self._tokens[token] = TokenUser(username, uid or str(uuid.uuid4()), tuple(groups),
+                                            extra, None if audiences is None
+                                            else tuple(audiences))
+
+    def remove_token(self, token: str) -> None:
+        """Revoke: TokenReview no longer knows `token`."""
+        with self._lock:
+            self._tokens.pop(token, None)
+
     def before(self, method: str, path: str, action: Callable[[], None], times: int = 1) -> None:
         """Run `action` before handling the next `times` requests `method path`."""
         with self._lock:
@@ -310,7 +360,7 @@ class KubeStandIn:
     # -- the API ---------------------------------------------------------------
 
     def handle(self, method: str, target: str, headers: dict[str, str], body: bytes,
-               client_cert: bool) -> tuple[int, dict[str, Any]]:
+               client_cert: bool) -> tuple[int, Any]:
         """Answer one request: (HTTP status, JSON body)."""
         parts = urlsplit(target)
         path = parts.path
@@ -338,8 +388,13 @@ class KubeStandIn:
             raise _fail(401, "Unauthorized")
 
     def _route(self, method: str, path: str, query: dict[str, str],
-               headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
+               headers: dict[str, str], body: bytes) -> tuple[int, Any]:
         segments = [unquote(s) for s in path.strip("/").split("/")]
+        if path.rstrip("/") == TOKEN_REVIEWS:
+            if method != "POST":
+                raise _fail(405, "the server does not allow this method on the requested "
+                                 "resource")
+            return self._token_review(body)
         if segments[:2] != ["api", "v1"]:
             raise _fail(404, "the server could not find the requested resource")
         rest = segments[2:]
@@ -380,6 +435,49 @@ class KubeStandIn:
             shown.append(item)
         return {"kind": f"{kind}List", "apiVersion": "v1",
                 "metadata": {"resourceVersion": str(self._rv)}, "items": shown}
+
+    # tokenreviews
+
+    def _token_review(self, body: bytes) -> tuple[int, Any]:
+        if self.review_answer is not None:
+            return self.review_answer
+        obj = self._json(body)
+        if not isinstance(obj, dict) or obj.get("kind") != "TokenReview" \
+                or obj.get("apiVersion") != TOKEN_REVIEW_VERSION:
+            raise _fail(400, f"the object provided is unrecognized (expected a "
+                             f"{TOKEN_REVIEW_VERSION} TokenReview)")
+        spec = obj.get("spec")
+        if not isinstance(spec, dict):
+            spec = {}
+        token = spec.get("token")
+        if not isinstance(token, str) or not token:
+            raise _fail(400, "token is required for TokenReview in authentication")
+        requested = spec.get("audiences") or []
+        if not isinstance(requested, list) or not all(isinstance(a, str) for a in requested):
+            raise _fail(400, "spec.audiences must be a list of strings")
+        wanted = requested or list(self.api_audiences)
+        user = self._tokens.get(token)
+        status: dict[str, Any] = {"user": {}}
+        if user is None:
+            status["error"] = "[invalid bearer token, token lookup failed]"
+        else:
+            audiences = [a for a in wanted if user.audiences is None or a in user.audiences]
+            if not audiences:
+                status["error"] = (f"[invalid bearer token, token audiences "
+                                   f"{json.dumps(list(user.audiences or ()))} is invalid "
+                                   f"for the target audiences {json.dumps(wanted)}]")
+            else:
+                info: dict[str, Any] = {"username": user.username}
+                if user.uid:
+                    info["uid"] = user.uid
+                if user.groups:
+                    info["groups"] = list(user.groups)
+                if user.extra:
+                    info["extra"] = copy.deepcopy(user.extra)
+                status = {"authenticated": True, "user": info, "audiences": audiences}
+        return 201, {"kind": "TokenReview", "apiVersion": TOKEN_REVIEW_VERSION,
+                     "metadata": {"creationTimestamp": None}, "spec": copy.deepcopy(spec),
+                     "status": status}
 
     # nodes
 
