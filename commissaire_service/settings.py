@@ -181,7 +181,8 @@ class StorageSettings(ServiceSettings):
 
 
 def _convert(key: str, value: object, kind: object, minimum: float | None) -> Any:
-    """`value` checked and converted to the field's type `kind` (Any: the fields differ)."""
+    """`value` checked and converted to the field's type `kind` (each field has its own
+    type, so the answer is untyped)."""
     where = key
     if kind is bool:
         if not isinstance(value, bool):
