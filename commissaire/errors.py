@@ -8,11 +8,23 @@ and is turned into an HTTP response in exactly one place.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar, TypedDict
 
 # Registry of error classes by name, so the bus client can re-raise the class
 # the service raised.
 _REGISTRY: dict[str, type[CommissaireError]] = {}
+
+#: The `data` of a JSON-RPC error object: which class, and its description and details.
+ErrorData = TypedDict("ErrorData", {"class": str, "description": str,
+                                    "details": dict[str, object]})
+
+
+class JsonRpcError(TypedDict):
+    """A JSON-RPC 2.0 error object as a service sends it."""
+
+    code: int
+    message: str
+    data: ErrorData
 
 
 class CommissaireError(Exception):
@@ -25,17 +37,17 @@ class CommissaireError(Exception):
     #: Retry-After), declared here once rather than added where it is raised
     http_headers: ClassVar[Mapping[str, str]] = {}
 
-    def __init__(self, description: str = "", **details: Any) -> None:
+    def __init__(self, description: str = "", **details: object) -> None:
         super().__init__(description or self.title)
         self.description = description or self.title
         # Extra, JSON-serializable facts about the error (e.g. the field name).
         self.details = details
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)
         _REGISTRY[cls.__name__] = cls
 
-    def to_jsonrpc(self) -> dict[str, Any]:
+    def to_jsonrpc(self) -> JsonRpcError:
         """The JSON-RPC 2.0 error object for this error."""
         return {
             "code": self.jsonrpc_code,
@@ -51,9 +63,9 @@ class CommissaireError(Exception):
         """The headers of this error's HTTP answer."""
         return dict(self.http_headers)
 
-    def to_http_body(self) -> dict[str, Any]:
+    def to_http_body(self) -> dict[str, dict[str, object]]:
         """The JSON body the REST API answers with."""
-        error: dict[str, Any] = {
+        error: dict[str, object] = {
             "code": self.http_status,
             "title": self.title,
             "description": self.description,
@@ -72,7 +84,7 @@ class ValidationError(CommissaireError):
     http_status = 400
     title = "Invalid input"
 
-    def __init__(self, description: str, field: str | None = None, **details: Any) -> None:
+    def __init__(self, description: str, field: str | None = None, **details: object) -> None:
         if field is not None:
             details["field"] = field
             description = f"{field}: {description}"
@@ -80,7 +92,8 @@ class ValidationError(CommissaireError):
 
     @property
     def field(self) -> str | None:
-        return self.details.get("field")
+        field = self.details.get("field")
+        return field if isinstance(field, str) else None
 
 
 class BadJSON(ValidationError):
@@ -183,7 +196,7 @@ class TooManyRequests(CommissaireError):
     http_status = 429
     title = "Too many requests"
 
-    def __init__(self, description: str = "", retry_after: int = 1, **details: Any) -> None:
+    def __init__(self, description: str = "", retry_after: int = 1, **details: object) -> None:
         super().__init__(description, **details)
         self.retry_after = max(1, int(retry_after))
 
@@ -257,12 +270,20 @@ class ContainerManagerError(CommissaireError):
     title = "Container manager error"
 
 
-def from_jsonrpc(error: dict[str, Any]) -> CommissaireError:
-    """Rebuild the exception a service raised from its JSON-RPC error object."""
-    data = error.get("data") or {}
-    cls = _REGISTRY.get(data.get("class", ""), CommissaireError)
+def from_jsonrpc(error: object) -> CommissaireError:
+    """Rebuild the exception a service raised from its JSON-RPC error object (anything
+    not shaped as one is a plain CommissaireError)."""
+    error = _object(error)
+    data = _object(error.get("data"))
+    name = data.get("class", "")
+    cls = _REGISTRY.get(name, CommissaireError) if isinstance(name, str) else CommissaireError
     exc = cls.__new__(cls)
-    CommissaireError.__init__(
-        exc, data.get("description") or error.get("message", ""), **(data.get("details") or {})
-    )
+    description = data.get("description") or error.get("message", "")
+    CommissaireError.__init__(exc, description if isinstance(description, str) else "",
+                              **_object(data.get("details")))
     return exc
+
+
+def _object(value: object) -> dict[str, object]:
+    """A JSON object of a received error, or {} for anything else."""
+    return value if isinstance(value, dict) else {}

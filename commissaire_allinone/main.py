@@ -11,8 +11,9 @@ import dataclasses
 import logging
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from commissaire.bus import BusClient, BusServer
 from commissaire.config import (
@@ -29,6 +30,9 @@ from commissaire_service.service import Service
 from commissaire_service.settings import StorageSettings
 from commissaire_service.storage.main import build_storage_service
 
+if TYPE_CHECKING:
+    import falcon
+
 logger = logging.getLogger(__name__)
 
 BUS_URI = "inproc://"
@@ -38,7 +42,7 @@ BUS_URI = "inproc://"
 _SHARED_WORK = ("storage", "investigator", "containermgr")
 
 
-def storage_config(data_dir: Path) -> dict[str, Any]:
+def storage_config(data_dir: Path) -> dict[str, object]:
     key_file = data_dir / "secrets.key"
     if not key_file.exists():
         generate_key_file(str(key_file))
@@ -50,7 +54,8 @@ def storage_config(data_dir: Path) -> dict[str, Any]:
 
 
 def start_services(config: ServerConfig, bus: BusClient,
-                   services_config: dict[str, dict[str, Any]] | None = None) -> list[BusServer]:
+                   services_config: Mapping[str, Mapping[str, object]] | None = None
+                   ) -> list[BusServer]:
     """Start every service on the in-process bus; return their servers."""
     data_dir = Path(config.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,8 @@ def start_services(config: ServerConfig, bus: BusClient,
 
 
 def create_allinone_app(config: ServerConfig,
-                        services_config: dict[str, dict[str, Any]] | None = None) -> Any:
+                        services_config: Mapping[str, Mapping[str, object]] | None = None
+                        ) -> falcon.App:
     """Runs in the server worker: services as threads, then the REST app."""
     from commissaire_http.app import create_app
 

@@ -17,7 +17,7 @@ import resource
 import ssl
 import sys
 from collections.abc import Callable
-from typing import Any
+from wsgiref.types import WSGIApplication
 
 from gunicorn.app.base import BaseApplication
 
@@ -30,7 +30,8 @@ WORKER_CONNECTIONS = 1000
 
 
 class _Application(BaseApplication):  # type: ignore[misc]
-    def __init__(self, options: dict[str, Any], app_factory: Callable[[], Any]) -> None:
+    def __init__(self, options: dict[str, object],
+                 app_factory: Callable[[], WSGIApplication]) -> None:
         self.options = options
         self.app_factory = app_factory
         super().__init__()
@@ -41,7 +42,7 @@ class _Application(BaseApplication):  # type: ignore[misc]
             if key in self.cfg.settings:
                 self.cfg.set(key, value)
 
-    def load(self) -> Any:
+    def load(self) -> WSGIApplication:
         # Request threads mostly wait on the bus; a shorter GIL switch interval
         # (default 5 ms) lets a woken thread answer sooner: lower tail latency.
         sys.setswitchinterval(0.001)
@@ -49,10 +50,10 @@ class _Application(BaseApplication):  # type: ignore[misc]
 
 
 def gunicorn_options(config: ServerConfig, workers: int, threads: int,
-                     on_ready: Callable[[], None] | None) -> dict[str, Any]:
+                     on_ready: Callable[[], None] | None) -> dict[str, object]:
     host = f"[{config.listen_interface}]" if ":" in config.listen_interface \
         else config.listen_interface
-    options: dict[str, Any] = {
+    options: dict[str, object] = {
         "bind": f"{host}:{config.listen_port}",
         "workers": workers,
         "worker_class": worker_class(config.max_body_size, config.request_read_timeout),
@@ -90,7 +91,7 @@ def _raise_open_file_limit() -> None:
             pass
 
 
-def serve(config: ServerConfig, app_factory: Callable[[], Any], *, workers: int,
+def serve(config: ServerConfig, app_factory: Callable[[], WSGIApplication], *, workers: int,
           threads: int, on_ready: Callable[[], None] | None = None) -> None:
     """Serve until SIGTERM/SIGINT."""
     _raise_open_file_limit()

@@ -38,11 +38,13 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from functools import partial
-from typing import Any
+from typing import IO
 
 from gunicorn import http
 from gunicorn import sock as gsock
+from gunicorn.config import Config
 from gunicorn.workers.gthread import TConn, ThreadWorker
 
 from commissaire import errors
@@ -58,6 +60,9 @@ OUTPUT_BUDGET = 64 * 1024 * 1024  # bytes of responses not yet sent, per worker
 SEND_SIZE = 16 * 1024  # one TLS record; a retried TLS send repeats the same slice
 _FD_EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
+#: A socket address: (host, port), (host, port, flowinfo, scope_id), or a Unix path.
+SocketAddress = tuple[str, int] | tuple[str, int, int, int] | str
+
 
 class OutputBuffer:
     """Stands in for the client's socket while a thread serves a request: what
@@ -72,20 +77,20 @@ class OutputBuffer:
         self.data = bytearray()
         self.abandoned = False
 
-    def sendall(self, data: Any) -> None:
+    def sendall(self, data: bytes | bytearray | memoryview) -> None:
         self.data += data
 
-    def send(self, data: Any) -> int:
+    def send(self, data: bytes | bytearray | memoryview) -> int:
         self.data += data
         return len(data)
 
-    def sendfile(self, file: Any, offset: int = 0, count: int | None = None) -> int:
+    def sendfile(self, file: IO[bytes], offset: int = 0, count: int | None = None) -> int:
         file.seek(offset)
         data = file.read() if count is None else file.read(count)
         self.data += data
         return len(data)
 
-    def recv(self, size: int, *args: Any) -> bytes:
+    def recv(self, size: int, *args: int) -> bytes:
         return b"" if self.abandoned else self.sock.recv(size, *args)
 
     def shutdown(self, _how: int) -> None:
@@ -94,14 +99,15 @@ class OutputBuffer:
     def close(self) -> None:
         self.abandoned = True
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> object:
         return getattr(self.sock, name)
 
 
 class GuardedConn(TConn):  # type: ignore[misc]
     """A connection and what the loop knows about the request being read on it."""
 
-    def __init__(self, cfg: Any, sock: socket.socket, client: Any, server: Any,
+    def __init__(self, cfg: Config, sock: socket.socket, client: SocketAddress,
+                 server: SocketAddress,
                  io_timeout: float) -> None:
         super().__init__(cfg, sock, client, server)
         self.io_timeout = io_timeout
@@ -179,7 +185,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         self.reading[conn] = None
         self._advance(conn)
 
-    def _on_event(self, conn: GuardedConn, _fileobj: Any) -> None:
+    def _on_event(self, conn: GuardedConn, _fileobj: socket.socket) -> None:
         if conn.closed:
             return
         if conn.output is not None:
@@ -190,7 +196,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
     def _watch(self, conn: GuardedConn, events: int) -> None:
         if conn.watching == events:
             return
-        callback: Callable[[Any], None] = partial(self._on_event, conn)
+        callback: Callable[[socket.socket], None] = partial(self._on_event, conn)
         if conn.watching:
             self.poller.modify(conn.sock, events, callback)
         else:
@@ -374,13 +380,13 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
 
     # -- the thread's side ------------------------------------------------------
 
-    def handle_request(self, req: Any, conn: Any) -> Any:
+    def handle_request(self, req: http.Request, conn: GuardedConn) -> bool:
         # The body is here already: the client got its "100 Continue" from the
         # loop if it asked, or sent the body without waiting.
         req._expected_100_continue = False
         return super().handle_request(req, conn)
 
-    def handle(self, conn: GuardedConn) -> Any:
+    def handle(self, conn: GuardedConn) -> object:
         """In a thread: serve the request with the response going to memory."""
         real = conn.sock
         conn.sock = output = OutputBuffer(real)
@@ -390,7 +396,7 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
             conn.sock = real
             conn.output = output
 
-    def finish_request(self, conn: GuardedConn, fs: Any) -> None:
+    def finish_request(self, conn: GuardedConn, fs: Future[object]) -> None:
         """Back in the loop after a thread served a request: send its response."""
         try:
             keepalive = bool(fs.result()) if not fs.cancelled() else False

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Generic, Protocol, TypeVar
 
 from commissaire.bus import BusClient
 from commissaire.config import ConfigError
@@ -25,6 +25,8 @@ from commissaire_service.settings import (
 from commissaire_service.watcher.service import WatcherService
 
 logger = logging.getLogger(__name__)
+
+S = TypeVar("S", bound=ServiceSettings)
 
 
 def _investigator(settings: InvestigatorSettings, bus: BusClient) -> Service:
@@ -51,36 +53,46 @@ def _containermgr(settings: ContainerMgrSettings, bus: BusClient) -> Service:
 
 
 @dataclasses.dataclass(frozen=True)
-class ServiceKind:
-    """A service (but storage, which needs its store): its settings and how it is built."""
+class ServiceKind(Generic[S]):
+    """A service: its settings and how it is built from them."""
 
     name: str
-    settings: type[ServiceSettings]
-    build: Callable[[Any, BusClient], Service]
+    settings: type[S]
+    build: Callable[[S, BusClient], Service]
 
-    def checked(self, config: Any) -> ServiceSettings:
+    def checked(self, config: object) -> S:
         """The service's settings; ConfigError names the service and the setting."""
+        if not isinstance(config, Mapping):
+            raise ConfigError("its settings must be a JSON object")
         return self.settings.parse(config, self.name)
 
-    def __call__(self, config: dict[str, Any], bus: BusClient) -> Service:
+    def __call__(self, config: Mapping[str, object], bus: BusClient) -> Service:
         return self.build(self.checked(config), bus)
 
 
-BUILDERS: dict[str, ServiceKind] = {kind.name: kind for kind in (
-    ServiceKind("investigator", InvestigatorSettings, _investigator),
-    ServiceKind("watcher", WatcherSettings, _watcher),
-    ServiceKind("clusterexec", ClusterExecSettings, _clusterexec),
-    ServiceKind("containermgr", ContainerMgrSettings, _containermgr),
-)}
+class Builder(Protocol):
+    """What BUILDERS holds: a ServiceKind of any settings type."""
+
+    @property
+    def name(self) -> str: ...
+
+    def checked(self, config: object) -> ServiceSettings: ...
+
+    def __call__(self, config: Mapping[str, object], bus: BusClient) -> Service: ...
+
 
 # Each builds its service from a config object (its settings parsed first).
-build_investigator = BUILDERS["investigator"]
-build_watcher = BUILDERS["watcher"]
-build_clusterexec = BUILDERS["clusterexec"]
-build_containermgr = BUILDERS["containermgr"]
+build_investigator = ServiceKind("investigator", InvestigatorSettings, _investigator)
+build_watcher = ServiceKind("watcher", WatcherSettings, _watcher)
+build_clusterexec = ServiceKind("clusterexec", ClusterExecSettings, _clusterexec)
+build_containermgr = ServiceKind("containermgr", ContainerMgrSettings, _containermgr)
+
+#: Every service but storage (which needs its store), by name.
+BUILDERS: dict[str, Builder] = {kind.name: kind for kind in (
+    build_investigator, build_watcher, build_clusterexec, build_containermgr)}
 
 
-def check_services_config(services: dict[str, Any]) -> None:
+def check_services_config(services: Mapping[str, object]) -> None:
     """Check every service's settings before anything starts (the all-in-one builds
     its services inside the server's worker, where a bad setting would only be a
     traceback); ConfigError names the service and the setting."""
@@ -100,7 +112,7 @@ def check_services_config(services: dict[str, Any]) -> None:
 ALLINONE_STORAGE_KEYS = ("events-max-age", "events-max-count")
 
 
-def check_allinone_storage(config: Any) -> None:
+def check_allinone_storage(config: object) -> None:
     """The all-in-one's "storage" section: the activity stream's retention only."""
     if not isinstance(config, dict):
         raise ConfigError("storage: its settings must be a JSON object")

@@ -10,11 +10,11 @@ import argparse
 import logging
 import signal
 import sys
-from typing import Any
+from types import FrameType
 
 from commissaire.bus import BusClient, BusServer
 from commissaire.config import ConfigError, load_service_config
-from commissaire_service.builders import ServiceKind
+from commissaire_service.builders import S, ServiceKind
 from commissaire_service.service import Service
 
 logger = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ def bus_servers(service: Service, uri: str, exchange: str, threads: int) -> list
     return servers
 
 
-def run_service(kind: ServiceKind, argv: list[str] | None = None) -> int:
+def run_service(kind: ServiceKind[S], argv: list[str] | None = None) -> int:
     prog = kind.name
     args = parse_args(prog, argv)
     logging.basicConfig(level=args.log_level.upper(),
@@ -65,7 +65,7 @@ def run_service(kind: ServiceKind, argv: list[str] | None = None) -> int:
     servers = bus_servers(service, uri, exchange, threads)
     server = servers[0]
 
-    def stop(*_: Any) -> None:
+    def stop(_signal: int, _frame: FrameType | None) -> None:
         for each in servers:
             each.stop()
 

@@ -16,9 +16,9 @@ import inspect
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from typing import Any, ClassVar, TypeVar
+from typing import ClassVar, TypeVar
 
 from commissaire import errors
 from commissaire.identity import Identity
@@ -26,7 +26,7 @@ from commissaire.models import utcnow
 
 logger = logging.getLogger(__name__)
 
-F = TypeVar("F", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., object])
 
 _METHOD = "_commissaire_bus_method"  # the name it is called by
 _ACTOR: ContextVar[Identity | None] = ContextVar("commissaire_actor", default=None)
@@ -65,8 +65,8 @@ class Service:
     name: ClassVar[str] = ""
 
     def __init__(self) -> None:
-        self._methods: dict[str, Callable[..., Any]] = {}
-        self._notifications: dict[str, tuple[Callable[..., Any], bool, bool]] = {}
+        self._methods: dict[str, Callable[..., object]] = {}
+        self._notifications: dict[str, tuple[Callable[..., object], bool, bool]] = {}
         self.started_at = utcnow()
         self.instance = f"{socket.gethostname()}:{os.getpid()}"
         for method, attribute in self.bus_methods().items():
@@ -78,7 +78,7 @@ class Service:
                     self._notifications[key] = (getattr(self, attribute), private, pass_key)
 
     @classmethod
-    def _declared(cls) -> list[tuple[str, Callable[..., Any]]]:
+    def _declared(cls) -> list[tuple[str, Callable[..., object]]]:
         """The class's callable attributes (properties left out), by name."""
         found = []
         for attribute in dir(cls):
@@ -108,7 +108,8 @@ class Service:
     def exposed(self) -> list[str]:
         return sorted(self._methods)
 
-    def dispatch(self, method: str, params: dict[str, Any], context: dict[str, Any]) -> Any:
+    def dispatch(self, method: str, params: Mapping[str, object],
+                 context: Mapping[str, object]) -> object:
         actor = context.get("actor")
         token = _ACTOR.set(actor if isinstance(actor, Identity) else None)
         try:
@@ -116,7 +117,7 @@ class Service:
         finally:
             _ACTOR.reset(token)
 
-    def _dispatch(self, method: str, params: dict[str, Any]) -> Any:
+    def _dispatch(self, method: str, params: Mapping[str, object]) -> object:
         handler = self._notifications.get(method)
         if handler is not None:
             notified, _private, pass_key = handler
@@ -131,12 +132,12 @@ class Service:
         return function(**params)
 
     @bus_method()
-    def ping(self) -> dict[str, Any]:
+    def ping(self) -> dict[str, object]:
         """Liveness and a summary for GET /api/v0/status."""
         return {"service": self.name, "status": "ok", "instance": self.instance,
                 "started_at": self.started_at, **self.health()}
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         """Service-specific health facts; raise to report the service unhealthy."""
         return {}
 

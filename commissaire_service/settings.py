@@ -24,10 +24,11 @@ from commissaire_service.investigator.settings import SCHEMA as BOOTSTRAP_SCHEMA
 from commissaire_service.investigator.settings import BootstrapSettings, printable
 
 S = TypeVar("S", bound="ServiceSettings")
+T = TypeVar("T")
 
 
-def setting(key: str, default: Any, doc: str, minimum: float | None = None,
-            alias: str = "") -> Any:
+def setting(key: str, default: T, doc: str, minimum: float | None = None,
+            alias: str = "") -> T:
     """A field read from `key` of the config file (or its older spelling
     `alias`); `doc` is what the README says."""
     return dataclasses.field(default=default, metadata={"key": key, "doc": doc,
@@ -48,14 +49,14 @@ class ServiceSettings:
     other_keys: typing.ClassVar[tuple[str, ...]] = ()
 
     @classmethod
-    def keys(cls) -> dict[str, dataclasses.Field[Any]]:
+    def keys(cls) -> dict[str, dataclasses.Field[object]]:
         """Each key the config file may hold (aliases included) -> its field."""
         keys = {f.metadata["key"]: f for f in dataclasses.fields(cls) if "key" in f.metadata}
         keys.update({f.metadata["alias"]: f for f in keys.values() if f.metadata["alias"]})
         return keys
 
     @classmethod
-    def parse(cls: type[S], config: Mapping[str, Any], service: str) -> S:
+    def parse(cls: type[S], config: Mapping[str, object], service: str) -> S:
         """The settings in `config`; ConfigError names the setting (its caller, the
         service)."""
         if not isinstance(config, Mapping):
@@ -119,7 +120,7 @@ class InvestigatorSettings(AnsibleServiceSettings):
     other_keys = tuple(BOOTSTRAP_SCHEMA["properties"])
 
     @classmethod
-    def parse(cls, config: Mapping[str, Any], service: str) -> InvestigatorSettings:
+    def parse(cls, config: Mapping[str, object], service: str) -> InvestigatorSettings:
         parsed = super().parse(config, service)
         return dataclasses.replace(parsed, bootstrap=BootstrapSettings.from_config(dict(config)))
 
@@ -163,7 +164,7 @@ class ContainerMgrSettings(ServiceSettings):
 
 @dataclasses.dataclass(frozen=True)
 class StorageSettings(ServiceSettings):
-    storage_handlers: tuple[dict[str, Any], ...] = setting(
+    storage_handlers: tuple[dict[str, object], ...] = setting(
         "storage-handlers", (), "the stores and the models each keeps (empty: etcd on "
         "http://127.0.0.1:2379 for every model)", alias="storage_handlers")
     secrets_key_file: str = setting(
@@ -179,7 +180,9 @@ class StorageSettings(ServiceSettings):
         "go first)", minimum=1)
 
 
-def _convert(key: str, value: Any, kind: Any, minimum: float | None) -> Any:
+def _convert(key: str, value: object, kind: object, minimum: float | None) -> Any:
+    """`value` checked and converted to the field's type `kind` (each field has its own
+    type, so the answer is untyped)."""
     where = key
     if kind is bool:
         if not isinstance(value, bool):
@@ -198,12 +201,12 @@ def _convert(key: str, value: Any, kind: Any, minimum: float | None) -> Any:
             raise ConfigError(f"{where}: must be a finite number")
         if minimum is not None and value < minimum:
             raise ConfigError(f"{where}: must be at least {minimum:g}")
-        return kind(value)
+        return int(value) if kind is int else float(value)
     if kind == tuple[str, ...]:
         if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
             raise ConfigError(f"{where}: must be a list of strings")
         return tuple(value)
-    if kind == tuple[dict[str, Any], ...]:
+    if kind == tuple[dict[str, object], ...]:
         if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
             raise ConfigError(f"{where}: must be a list of objects")
         return tuple(value)

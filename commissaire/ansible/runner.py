@@ -30,9 +30,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 import ansible_runner
 import yaml
@@ -72,13 +72,13 @@ class Target:
     user: str = "root"
     port: int = 22
     host_key: str = ""  # pinned public key ("ssh-ed25519 AAAA..."); "" = refused
-    hostvars: dict[str, Any] = dataclasses.field(default_factory=dict)
+    hostvars: dict[str, object] = dataclasses.field(default_factory=dict)
 
     def __repr__(self) -> str:  # never show the key
         return f"Target({self.user}@{self.address}:{self.port})"
 
     @classmethod
-    def of(cls, ssh: ProbeTarget, hostvars: dict[str, Any] | None = None) -> Target:
+    def of(cls, ssh: ProbeTarget, hostvars: Mapping[str, object] | None = None) -> Target:
         """The Ansible target of a host reached as `ssh` (commissaire.ssh.host_target)."""
         return cls(address=ssh.address, private_key=ssh.private_key, user=ssh.user,
                    port=ssh.port, host_key=ssh.host_key, hostvars=dict(hostvars or {}))
@@ -92,7 +92,7 @@ class Target:
 class HostResult:
     outcome: str = OK
     message: str = ""
-    facts: dict[str, Any] = dataclasses.field(default_factory=dict)
+    facts: dict[str, object] = dataclasses.field(default_factory=dict)
     changed: int = 0
 
 
@@ -143,8 +143,37 @@ def classify_unreachable(message: str, target: Target) -> tuple[str, str]:
     return UNREACHABLE, unreachable_reason(target.address, target.port)
 
 
+class TaskResult(TypedDict, total=False):
+    """What a task answered (an event's `event_data.res`): the fields read here."""
+
+    ansible_facts: dict[str, object]
+    changed: bool
+    failed: bool
+    #: A loop's items, each a task result of its own.
+    results: list[TaskResult]
+    msg: object
+    stderr: object
+    module_stderr: object
+
+
+class EventData(TypedDict, total=False):
+    """An ansible-runner event's `event_data`: the fields read here."""
+
+    host: str
+    task: str
+    ignore_errors: bool | None
+    res: TaskResult
+
+
+class RunnerEvent(TypedDict, total=False):
+    """An ansible-runner event (runner_on_ok, runner_on_failed...): the fields read here."""
+
+    event: str
+    event_data: EventData
+
+
 #: Called as on_ok(host, task_name, result) for every successful task.
-OnOk = Callable[[str, str, dict[str, Any]], None]
+OnOk = Callable[[str, str, TaskResult], None]
 
 
 class _Events:
@@ -155,14 +184,14 @@ class _Events:
         self.results = {name: HostResult() for name in targets}
         self.on_ok = on_ok
 
-    def __call__(self, event: dict[str, Any]) -> bool:
+    def __call__(self, event: RunnerEvent) -> bool:
         kind = event.get("event", "")
-        data = event.get("event_data") or {}
+        data: EventData = event.get("event_data") or {}
         host = data.get("host")
-        if host not in self.results:
+        if host is None or host not in self.results:
             return True
         result = self.results[host]
-        res = data.get("res") or {}
+        res: TaskResult = data.get("res") or {}
         if kind == "runner_on_ok":
             result.facts.update(res.get("ansible_facts") or {})
             result.changed += bool(res.get("changed"))
@@ -184,7 +213,7 @@ class _Events:
         return True  # keep ansible-runner's own artifact handling
 
 
-def _failure_message(res: dict[str, Any]) -> str:
+def _failure_message(res: TaskResult) -> str:
     """What a failed task said; for a loop, the first failed item's message."""
     for item in res.get("results") or []:
         if isinstance(item, dict) and item.get("failed"):
@@ -198,7 +227,8 @@ def one_line(text: str, limit: int = 500) -> str:
     return flat if len(flat) <= limit else flat[:limit - 1] + "…"
 
 
-def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any] | None = None,
+def run_playbook(playbook: str, targets: list[Target],
+                 extravars: Mapping[str, object] | None = None,
                  settings: SSHSettings | None = None, timeout: int = 1800,
                  on_ok: OnOk | None = None) -> RunResult:
     """Run `playbook` (a file name under playbooks/ or a path) against `targets`."""
@@ -222,7 +252,7 @@ def run_playbook(playbook: str, targets: list[Target], extravars: dict[str, Any]
     return result
 
 
-def _run(playbook: str, targets: list[Target], extravars: dict[str, Any] | None,
+def _run(playbook: str, targets: list[Target], extravars: Mapping[str, object] | None,
          settings: SSHSettings, timeout: int, on_ok: OnOk | None) -> RunResult:
     by_name = {t.address: t for t in targets}
     private = new_run_dir()
@@ -260,27 +290,29 @@ def _run(playbook: str, targets: list[Target], extravars: dict[str, Any] | None,
 
 # -- the files Ansible reads ---------------------------------------------------
 
-class _Unsafe(dict):  # type: ignore[type-arg]
+class _Unsafe(dict[str, object]):
     """Variables written as one `!unsafe` mapping: Ansible never templates
     anything in it (ansible-core applies the tag to the whole subtree)."""
 
 
 class _Dumper(yaml.SafeDumper):
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+    def resolve(self, kind: type[yaml.Node], value: object,
+                implicit: tuple[bool, bool] | bool) -> str:
         # Never leave a quoted scalar's tag implicit, so every string is written
         # `!!str "..."`: under `!unsafe`, ansible-core resolves scalars as if plain
         # ("12" would become 12, "true" True, "" None) unless the tag is explicit.
         if kind is yaml.ScalarNode and implicit == (False, True):
             return "!explicit"
-        return super().resolve(kind, value, implicit)
+        tag: str = super().resolve(kind, value, implicit)
+        return tag
 
 
-def _represent_str(dumper: yaml.SafeDumper, value: str) -> Any:
+def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     # Double-quoted: newlines and control characters are escaped, never raw.
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style='"')
 
 
-def _represent_unsafe(dumper: yaml.SafeDumper, value: _Unsafe) -> Any:
+def _represent_unsafe(dumper: yaml.SafeDumper, value: _Unsafe) -> yaml.MappingNode:
     return dumper.represent_mapping("!unsafe", dict(value))
 
 
@@ -291,7 +323,7 @@ _VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ADDRESS = re.compile(r"[A-Za-z0-9:][A-Za-z0-9.:-]{0,252}")  # never "-…": no ssh option
 
 
-def _plain(value: Any) -> Any:
+def _plain(value: object) -> object:
     """`value` as plain YAML data (str, int, float, bool, None, lists, dicts)."""
     if isinstance(value, str):
         return str(value)
@@ -304,7 +336,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot hand a {type(value).__name__} to Ansible")
 
 
-def _variables(values: dict[str, Any]) -> _Unsafe:
+def _variables(values: Mapping[str, object]) -> _Unsafe:
     """Variables (names checked: they are ours) as one `!unsafe` mapping."""
     for name in values:
         if not isinstance(name, str) or not _VAR_NAME.fullmatch(name):
@@ -312,7 +344,7 @@ def _variables(values: dict[str, Any]) -> _Unsafe:
     return _Unsafe({name: _plain(value) for name, value in values.items()})
 
 
-def _dump_private(path: Path, data: Any) -> None:
+def _dump_private(path: Path, data: object) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         yaml.dump(data, handle, Dumper=_Dumper, default_flow_style=False,
@@ -325,7 +357,7 @@ def _write_inventory(private: Path, targets: list[Target]) -> Path:
     keys.mkdir(mode=0o700)
     known_hosts = private / "known_hosts"
     lines = []
-    hosts: dict[str, Any] = {}
+    hosts: dict[str, _Unsafe] = {}
     for n, target in enumerate(targets):
         key_file = keys / f"key{n}"
         fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -350,7 +382,7 @@ def _write_inventory(private: Path, targets: list[Target]) -> Path:
     return path
 
 
-def _write_extravars(private: Path, extravars: dict[str, Any]) -> Path:
+def _write_extravars(private: Path, extravars: Mapping[str, object]) -> Path:
     """vars/extra.yml, passed as `-e @file`: every string `!unsafe`."""
     folder = private / "vars"
     folder.mkdir(mode=0o700)

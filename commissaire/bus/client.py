@@ -10,9 +10,10 @@ import logging
 import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Mapping
 
 from kombu import Connection, Exchange, Producer, Queue
+from kombu.message import Message
 
 from commissaire import errors
 from commissaire.bus import (
@@ -39,7 +40,7 @@ class _Pending:
 
     def __init__(self) -> None:
         self.event = threading.Event()
-        self.response: dict[str, Any] | None = None
+        self.response: object = None  # the reply as it arrived (None: none yet)
 
 
 class BusClient:
@@ -75,9 +76,9 @@ class BusClient:
 
     # -- calls -----------------------------------------------------------
 
-    def call(self, method: str, params: dict[str, Any] | None = None,
+    def call(self, method: str, params: Mapping[str, object] | None = None,
              timeout: float | None = None, request_id: str | None = None,
-             actor: Identity | None = None) -> Any:
+             actor: Identity | None = None) -> object:
         """Call `service.method` (on behalf of `actor`, the API caller it is made
         for) and return its result, or raise its error."""
         timeout = self.timeout if timeout is None else timeout
@@ -107,7 +108,7 @@ class BusClient:
         assert pending.response is not None
         return protocol.unwrap(pending.response)
 
-    def notify(self, routing_key: str, params: dict[str, Any]) -> None:
+    def notify(self, routing_key: str, params: Mapping[str, object]) -> None:
         """Publish a notification nobody answers (e.g. notify.storage.Host.created)."""
         self._publish(protocol.request(routing_key, params, None), routing_key=routing_key)
 
@@ -124,7 +125,7 @@ class BusClient:
     def _safe_uri(self) -> str:
         return Connection(self.uri).as_uri()  # masks any password
 
-    def _publish(self, body: dict[str, Any], routing_key: str, **properties: Any) -> None:
+    def _publish(self, body: protocol.Request, routing_key: str, **properties: object) -> None:
         try:
             self._producer().publish(
                 body,
@@ -155,7 +156,7 @@ class BusClient:
                                                        exchange=self.exchange)
         return producer
 
-    def _on_reply(self, body: Any, message: Any) -> None:
+    def _on_reply(self, body: object, message: Message) -> None:
         call_id = message.properties.get("correlation_id") or (
             body.get("id") if isinstance(body, dict) else None
         )

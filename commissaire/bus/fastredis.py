@@ -9,18 +9,19 @@ thread-safe and reusable, so this channel keeps one per channel.
 from __future__ import annotations
 
 import urllib.parse
-from typing import Any
 
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
+from redis import Redis
 
 
 class Channel(kombu_redis.Channel):
-    _sync_client: Any = None
+    _sync_client: Redis | None = None
 
-    def _create_client(self, asynchronous: bool = False) -> Any:
+    def _create_client(self, asynchronous: bool = False) -> Redis:
         if asynchronous:
-            return super()._create_client(asynchronous=True)
+            client: Redis = super()._create_client(asynchronous=True)
+            return client
         if self._sync_client is None:
             self._sync_client = super()._create_client()
         return self._sync_client

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from queue import Empty
+from queue import Empty, Queue
 from time import monotonic
-from typing import Any
 
+from kombu import Connection
 from kombu.transport import TRANSPORT_ALIASES, memory, virtual
 
 _wakeup = threading.Condition()
@@ -32,14 +32,15 @@ class Channel(memory.Channel):
     """Memory channel that signals waiting consumers on every put."""
 
     # Own broker state: never shared with a plain memory:// connection.
-    events: Any = defaultdict(set)
-    queues: dict[str, Any] = {}
+    events: defaultdict[str, set[object]] = defaultdict(set)
+    queues: dict[str, Queue[dict[str, object]]] = {}
 
-    def _put(self, queue: str, message: Any, **kwargs: Any) -> None:
+    def _put(self, queue: str, message: dict[str, object], **kwargs: object) -> None:
         super()._put(queue, message, **kwargs)
         _signal()
 
-    def _put_fanout(self, exchange: str, message: Any, routing_key: str = "", **kwargs: Any) -> None:
+    def _put_fanout(self, exchange: str, message: dict[str, object], routing_key: str = "",
+                    **kwargs: object) -> None:
         super()._put_fanout(exchange, message, routing_key, **kwargs)
         _signal()
 
@@ -52,8 +53,8 @@ class Transport(memory.Transport):
     driver_type = "inproc"
     driver_name = "inproc"
 
-    def drain_events(self, _connection: Any, timeout: float | None = None,  # type: ignore[override]
-                     **_kwargs: Any) -> None:
+    def drain_events(self, _connection: Connection, timeout: float | None = None,  # type: ignore[override]
+                     **_kwargs: object) -> None:
         deadline = None if timeout is None else monotonic() + timeout
         while True:
             with _wakeup:

@@ -8,21 +8,49 @@ control plane's own (a watcher check, a resumed operation).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import Mapping
+from typing import Literal, NotRequired, TypedDict
 
 from commissaire import errors
 from commissaire.identity import Identity
+
+
+class Request(TypedDict):
+    """A request, or a notification when it has no id."""
+
+    jsonrpc: Literal["2.0"]
+    method: str
+    params: Mapping[str, object]
+    id: NotRequired[str]
+    #: Who it is made for (Identity.to_dict), when an API caller asked.
+    actor: NotRequired[dict[str, object]]
+
+
+class Result(TypedDict):
+    """The answer to a request that succeeded."""
+
+    jsonrpc: Literal["2.0"]
+    id: str
+    result: object
+
+
+class Error(TypedDict):
+    """The answer to a request that failed."""
+
+    jsonrpc: Literal["2.0"]
+    id: str | None
+    error: errors.JsonRpcError
 
 
 def new_id() -> str:
     return uuid.uuid4().hex
 
 
-def request(method: str, params: dict[str, Any], request_id: str | None,
-            actor: Identity | None = None) -> dict[str, Any]:
+def request(method: str, params: Mapping[str, object], request_id: str | None,
+            actor: Identity | None = None) -> Request:
     """A request (with an id) or a notification (id None: nobody answers), made
     on behalf of `actor` when an API caller asked for it."""
-    message: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    message: Request = {"jsonrpc": "2.0", "method": method, "params": params}
     if request_id is not None:
         message["id"] = request_id
     if actor is not None:
@@ -30,22 +58,25 @@ def request(method: str, params: dict[str, Any], request_id: str | None,
     return message
 
 
-def result(request_id: str, value: Any) -> dict[str, Any]:
+def result(request_id: str, value: object) -> Result:
     return {"jsonrpc": "2.0", "id": request_id, "result": value}
 
 
-def error(request_id: str | None, exc: errors.CommissaireError) -> dict[str, Any]:
+def error(request_id: str | None, exc: errors.CommissaireError) -> Error:
     return {"jsonrpc": "2.0", "id": request_id, "error": exc.to_jsonrpc()}
 
 
-def unwrap(response: dict[str, Any]) -> Any:
+def unwrap(response: object) -> object:
     """The result of a response, or the service's exception re-raised by class."""
+    if not isinstance(response, dict):
+        raise errors.CommissaireError("a service answered something that is not a "
+                                      "JSON-RPC response")
     if "error" in response:
         raise errors.from_jsonrpc(response["error"])
     return response.get("result")
 
 
-def parse_request(body: object) -> tuple[str, dict[str, Any], str | None]:
+def parse_request(body: object) -> tuple[str, dict[str, object], str | None]:
     """(method, params, id) of a request; InvalidRequest if it is not one."""
     if not isinstance(body, dict) or body.get("jsonrpc") != "2.0":
         raise errors.InvalidRequest("not a JSON-RPC 2.0 message")

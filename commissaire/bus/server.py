@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from kombu import Exchange, Producer, Queue, binding
+from kombu.message import Message
 
 from commissaire import errors
 from commissaire.bus import (
@@ -25,7 +25,8 @@ from commissaire.bus.fastredis import connect, failure
 logger = logging.getLogger(__name__)
 
 #: dispatch(method, params, context) -> result; raises CommissaireError subclasses.
-Dispatch = Callable[[str, dict[str, Any], dict[str, Any]], Any]
+#: The context holds request_id, routing_key and actor (an Identity or None).
+Dispatch = Callable[[str, dict[str, object], Mapping[str, object]], object]
 
 
 class BusServer:
@@ -103,12 +104,12 @@ class BusServer:
                                self.queues[0].name, failure(exc))
                 self._stopping.wait(1.0)
 
-    def _make_handler(self, producer: Producer) -> Callable[[Any, Any], None]:
-        def handle(body: Any, message: Any) -> None:
+    def _make_handler(self, producer: Producer) -> Callable[[object, Message], None]:
+        def handle(body: object, message: Message) -> None:
             self._handle(body, message, producer)
         return handle
 
-    def _handle(self, body: Any, message: Any, producer: Producer) -> None:
+    def _handle(self, body: object, message: Message, producer: Producer) -> None:
         props = message.properties
         headers = message.headers or {}
         reply_to = props.get("reply_to")
@@ -124,7 +125,8 @@ class BusServer:
             context = {"request_id": headers.get("request_id") or request_id,
                        "routing_key": message.delivery_info.get("routing_key", ""),
                        "actor": protocol.parse_actor(body)}
-            response = protocol.result(request_id or "", self.dispatch(method, params, context))
+            response: protocol.Result | protocol.Error = protocol.result(
+                request_id or "", self.dispatch(method, params, context))
         except errors.CommissaireError as exc:
             if exc.http_status >= 500 and not isinstance(exc, (errors.StoreUnavailable,
                                                                  errors.ServiceTimeout)):

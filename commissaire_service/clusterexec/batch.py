@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
 
 from commissaire.ansible import runner
 
-RunPlaybook = Callable[[str, list[runner.Target], dict[str, Any]], runner.RunResult]
+RunPlaybook = Callable[[str, list[runner.Target], Mapping[str, object]], runner.RunResult]
 
 
 class _Batch:
@@ -35,7 +34,7 @@ class PlaybookBatcher:
         self._open: dict[tuple[str, str], _Batch] = {}
 
     def run(self, playbook: str, target: runner.Target,
-            extravars: dict[str, Any]) -> runner.HostResult:
+            extravars: Mapping[str, object]) -> runner.HostResult:
         key = (playbook, json.dumps(extravars, sort_keys=True))
         with self._lock:
             batch = self._open.get(key)

@@ -16,13 +16,12 @@ import logging
 import re
 import threading
 import time
-from typing import Any
 
 from commissaire import errors
 from commissaire.ansible import runner
 from commissaire.bus.clients import Caller, ContainerClient, StorageClient
 from commissaire.models import OPERATIONS, Cluster, ClusterDeploy, ClusterOperation, utcnow
-from commissaire.ssh import BOOT_ID_COMMAND, host_target, probe
+from commissaire.ssh import BOOT_ID_COMMAND, ProbeResult, host_target, probe
 from commissaire_service.clusterexec import budget
 from commissaire_service.clusterexec.batch import PlaybookBatcher
 
@@ -80,7 +79,7 @@ class Executor:
     def record(self) -> ClusterOperation:
         return self.storage.get_operation(self.operation, self.name)
 
-    def update(self, address: str, event: str, **changes: Any) -> ClusterOperation:
+    def update(self, address: str, event: str, **changes: object) -> ClusterOperation:
         if self.lost.is_set():
             raise LostLock()
         try:
@@ -301,7 +300,7 @@ class Executor:
         return f"/var/lib/commissaire/operations/{self.operation_id(op)}.restart"
 
     def _probe(self, target: runner.Target, command: str = BOOT_ID_COMMAND,
-               timeout: float = 10) -> Any:
+               timeout: float = 10) -> ProbeResult:
         return asyncio.run(probe(target.ssh(), timeout=timeout, command=command,
                                  kex_algorithms=self.settings.ssh.kex_algorithms,
                                  reach=self.settings.ssh.reach))

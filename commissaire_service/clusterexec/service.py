@@ -41,7 +41,7 @@ class ClusterExecService(Service):
         if start:
             threading.Thread(target=self._scan_loop, name="clusterexec-scan", daemon=True).start()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         return {"running": self.running()}
 
     def running(self) -> list[str]:

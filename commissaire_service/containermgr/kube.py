@@ -51,14 +51,13 @@ import re
 import socket
 import tempfile
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import quote
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
+from requests.adapters import DEFAULT_POOLBLOCK, HTTPAdapter
 from requests.auth import AuthBase
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -74,6 +73,9 @@ DEFAULT_CERTIFICATE_DIRS = ("/etc/commissaire/containermgr",)
 _API_SUFFIX = re.compile(r"/api(/v1)?/*$")
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _SSL_SOURCE = re.compile(r"\s*\(_ssl\.c:\d+\)?")
+
+#: A JSON value, as sent to and decoded from an API server.
+Json = None | bool | int | float | str | Sequence["Json"] | Mapping[str, "Json"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +101,7 @@ class KubeSettings:
         return f"KubeSettings(base_url={self.base_url!r}, token={'***' if self.token else ''!r})"
 
     @classmethod
-    def from_options(cls, options: dict[str, Any]) -> KubeSettings:
+    def from_options(cls, options: Mapping[str, object]) -> KubeSettings:
         """Check the options of a config record; ValidationError names the bad one."""
         url = options.get("server_url") or options.get("apiserver")
         if not isinstance(url, str) or not url.startswith(("http://", "https://")):
@@ -107,7 +109,7 @@ class KubeSettings:
                 "an http(s) URL of the API server is required "
                 "(options.server_url or options.apiserver)", field="options.server_url")
         origin_of(url)  # no user information, a valid port
-        strings = {}
+        strings: dict[str, str] = {}
         for name in ("token", "certificate_authority", "client_certificate", "client_key"):
             value = options.get(name) or ""
             if not isinstance(value, str):
@@ -125,7 +127,10 @@ class KubeSettings:
             raise errors.ValidationError("must be a positive number of seconds",
                                          field="options.request_timeout")
         return cls(base_url=base_url(url), insecure_skip_verify=insecure,
-                   request_timeout=float(timeout), **strings)
+                   request_timeout=float(timeout), token=strings["token"],
+                   certificate_authority=strings["certificate_authority"],
+                   client_certificate=strings["client_certificate"],
+                   client_key=strings["client_key"])
 
 
 def base_url(url: str) -> str:
@@ -234,10 +239,11 @@ class KubeClient:
 
     # -- HTTP --------------------------------------------------------------
 
-    def request(self, method: str, path: str, *, body: Any = None,
+    def request(self, method: str, path: str, *, body: Mapping[str, Json] | None = None,
                 params: dict[str, str] | None = None,
-                content_type: str = "application/json") -> dict[str, Any]:
-        """Send one request; the decoded JSON answer of a 2xx, else raise."""
+                content_type: str = "application/json") -> dict[str, Json]:
+        """Send one request; the decoded JSON answer of a 2xx, else raise. The answer
+        is an object of unchecked fields: readers check each one they use."""
         self.allowed.check(self.base_url, self.name)
         url = self.base_url + path
         timeout = self.settings.request_timeout
@@ -302,29 +308,40 @@ class KubeClient:
 
     # -- the calls Commissaire makes ----------------------------------------
 
-    def get_node(self, name: str) -> dict[str, Any]:
+    def get_node(self, name: str) -> dict[str, Json]:
         return self.request("GET", f"/api/v1/nodes/{_seg(name)}")
 
-    def create_node(self, name: str) -> dict[str, Any]:
+    def create_node(self, name: str) -> dict[str, Json]:
         return self.request("POST", "/api/v1/nodes", body={
             "apiVersion": "v1", "kind": "Node", "metadata": {"name": name}})
 
-    def patch_node(self, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def patch_node(self, name: str, patch: Mapping[str, Json]) -> dict[str, Json]:
         """Strategic merge patch, as kubectl cordon sends it."""
         return self.request("PATCH", f"/api/v1/nodes/{_seg(name)}", body=patch,
                             content_type="application/strategic-merge-patch+json")
 
-    def replace_node(self, node: dict[str, Any]) -> dict[str, Any]:
+    def replace_node(self, node: Mapping[str, Json]) -> dict[str, Json]:
         """PUT; 409 (ApiConflict) when metadata.resourceVersion is stale."""
-        name = node["metadata"]["name"]
+        metadata = node["metadata"]
+        if not isinstance(metadata, dict):
+            raise TypeError("a node's metadata is an object")
+        name = metadata["name"]
+        if not isinstance(name, str):
+            raise TypeError("a node's name is a string")
         return self.request("PUT", f"/api/v1/nodes/{_seg(name)}", body=node)
 
-    def pods_on_node(self, node: str) -> list[dict[str, Any]]:
+    def pods_on_node(self, node: str) -> list[dict[str, Json]]:
+        """The pods of a PodList; ContainerManagerError when it is not a list of objects."""
         answer = self.request("GET", "/api/v1/pods",
                               params={"fieldSelector": f"spec.nodeName={node}"})
-        return list(answer.get("items") or [])
+        items = answer.get("items") or []
+        if not isinstance(items, list) or not all(isinstance(p, dict) for p in items):
+            raise errors.ContainerManagerError(
+                f"container manager {self.name!r}: its API server answered the list of "
+                f"pods on node {node} with something that is not a list of pods")
+        return [p for p in items if isinstance(p, dict)]
 
-    def evict(self, namespace: str, name: str) -> dict[str, Any]:
+    def evict(self, namespace: str, name: str) -> dict[str, Json]:
         """Ask for a pod's eviction (policy/v1); 429 when a disruption budget forbids it."""
         return self.request(
             "POST", f"/api/v1/namespaces/{_seg(namespace)}/pods/{_seg(name)}/eviction",
@@ -356,8 +373,9 @@ class _CheckedAdapter(HTTPAdapter):
         self._peer_ok = peer_ok
         super().__init__()
 
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
+    def init_poolmanager(self, connections: int, maxsize: int,
+                         block: bool = DEFAULT_POOLBLOCK, **pool_kwargs: object) -> None:
+        super().init_poolmanager(connections, maxsize, block, **pool_kwargs)
         check = self._peer_ok
 
         class Http(HTTPConnection):

@@ -1,9 +1,9 @@
 """commissaire-containermgr-service entry point."""
 from __future__ import annotations
 
-from commissaire_service.builders import BUILDERS
+from commissaire_service.builders import build_containermgr
 from commissaire_service.runner import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service(BUILDERS["containermgr"], argv)
+    return run_service(build_containermgr, argv)

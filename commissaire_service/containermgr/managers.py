@@ -23,9 +23,9 @@ import ipaddress
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import TypedDict
 
 from commissaire import errors
 from commissaire_service.containermgr.allow import AllowedURLs
@@ -36,6 +36,7 @@ from commissaire_service.containermgr.kube import (
     ApiNotFound,
     ApiTooManyRequests,
     ApiUnsupported,
+    Json,
     KubeClient,
     KubeSettings,
 )
@@ -49,6 +50,58 @@ _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?(Z|[+-]\d\d:\d\d)
 _DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 
 
+class Condition(TypedDict):
+    """A node condition as passed on: its free-text message is left out."""
+
+    type: str
+    status: str
+    reason: str
+    last_transition_time: str | None
+
+
+class Registered(TypedDict):
+    """What `register_node` answers."""
+
+    container_manager: str
+    type: str
+    node: str
+    registered: bool
+    created: bool
+
+
+class NodeStatus(TypedDict):
+    """What `node_status` answers."""
+
+    container_manager: str
+    type: str
+    node: str
+    ready: bool
+    status: str
+    unschedulable: bool
+    conditions: list[Condition]
+
+
+class Schedulability(TypedDict):
+    """What `set_unschedulable` answers."""
+
+    container_manager: str
+    type: str
+    node: str
+    unschedulable: bool
+    changed: bool
+
+
+class Drained(TypedDict):
+    """What `drain` answers."""
+
+    container_manager: str
+    type: str
+    node: str
+    unschedulable: bool
+    evicted: list[str]
+    skipped: list[str]
+
+
 class Manager:
     """The operations every container manager type supports."""
 
@@ -57,20 +110,34 @@ class Manager:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def _result(self, address: str, **fields: Any) -> dict[str, Any]:
-        return {"container_manager": self.name, "type": self.type_name, "node": address,
-                **fields}
+    def _registered(self, address: str, created: bool) -> Registered:
+        return Registered(container_manager=self.name, type=self.type_name, node=address,
+                          registered=True, created=created)
 
-    def register_node(self, address: str) -> dict[str, Any]:
+    def _status(self, address: str, status: str, unschedulable: bool,
+                conditions: list[Condition]) -> NodeStatus:
+        return NodeStatus(container_manager=self.name, type=self.type_name, node=address,
+                          ready=status == "Ready", status=status,
+                          unschedulable=unschedulable, conditions=conditions)
+
+    def _schedulability(self, address: str, value: bool, changed: bool) -> Schedulability:
+        return Schedulability(container_manager=self.name, type=self.type_name,
+                              node=address, unschedulable=value, changed=changed)
+
+    def _drained(self, address: str, evicted: list[str], skipped: list[str]) -> Drained:
+        return Drained(container_manager=self.name, type=self.type_name, node=address,
+                       unschedulable=True, evicted=evicted, skipped=skipped)
+
+    def register_node(self, address: str) -> Registered:
         raise NotImplementedError
 
-    def node_status(self, address: str) -> dict[str, Any]:
+    def node_status(self, address: str) -> NodeStatus:
         raise NotImplementedError
 
-    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
+    def set_unschedulable(self, address: str, value: bool) -> Schedulability:
         raise NotImplementedError
 
-    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+    def drain(self, address: str, timeout: float) -> Drained:
         raise NotImplementedError
 
     def close(self) -> None:
@@ -82,18 +149,19 @@ class TrivialManager(Manager):
 
     type_name = "trivial"
 
-    def register_node(self, address: str) -> dict[str, Any]:
-        return self._result(address, registered=True, created=False)
+    def register_node(self, address: str) -> Registered:
+        return self._registered(address, created=False)
 
-    def node_status(self, address: str) -> dict[str, Any]:
-        return self._result(address, ready=True, status="ok", unschedulable=False,
-                            conditions=[])
+    def node_status(self, address: str) -> NodeStatus:
+        # Ready, though its status word is "ok": there is no node to read.
+        return NodeStatus(container_manager=self.name, type=self.type_name, node=address,
+                          ready=True, status="ok", unschedulable=False, conditions=[])
 
-    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
-        return self._result(address, unschedulable=value, changed=False)
+    def set_unschedulable(self, address: str, value: bool) -> Schedulability:
+        return self._schedulability(address, value, changed=False)
 
-    def drain(self, address: str, timeout: float) -> dict[str, Any]:  # noqa: ARG002  (no pods to wait for)
-        return self._result(address, unschedulable=True, evicted=[], skipped=[])
+    def drain(self, address: str, timeout: float) -> Drained:  # noqa: ARG002  (no pods to wait for)
+        return self._drained(address, evicted=[], skipped=[])
 
 
 class KubernetesManager(Manager):
@@ -138,7 +206,7 @@ class KubernetesManager(Manager):
 
     # -- nodes ---------------------------------------------------------------
 
-    def register_node(self, address: str) -> dict[str, Any]:
+    def register_node(self, address: str) -> Registered:
         """Create the Node; one that already exists is success."""
         self._check_name(address)
         with self._calling(f"registering node {address}"):
@@ -146,34 +214,35 @@ class KubernetesManager(Manager):
                 self.client.create_node(address)
             except ApiConflict:
                 logger.info("node %s already exists in %s", address, self.name)
-                return self._result(address, registered=True, created=False)
+                return self._registered(address, created=False)
         logger.info("registered node %s with container manager %s", address, self.name)
-        return self._result(address, registered=True, created=True)
+        return self._registered(address, created=True)
 
-    def node_status(self, address: str) -> dict[str, Any]:
+    def node_status(self, address: str) -> NodeStatus:
         """Ready/NotReady/Unknown from the Ready condition; "absent" for no Node."""
         self._check_name(address)
         with self._calling(f"reading node {address}"):
             try:
                 node = self.client.get_node(address)
             except ApiNotFound:
-                return self._result(address, ready=False, status="absent",
-                                    unschedulable=False, conditions=[])
-        conditions = [_condition(c) for c in (node.get("status") or {}).get("conditions") or []
+                return self._status(address, "absent", unschedulable=False, conditions=[])
+        found = _object(node.get("status")).get("conditions")
+        # Only the conditions shaped as Kubernetes sends them.
+        conditions = [_condition(c) for c in (found if isinstance(found, list) else [])
                       if isinstance(c, dict) and _word(c.get("type"))]
         ready = next((c["status"] for c in conditions if c["type"] == "Ready"), "Unknown")
         status = {"True": "Ready", "False": "NotReady"}.get(ready, "Unknown")
-        return self._result(address, ready=status == "Ready", status=status,
-                            unschedulable=_unschedulable(node), conditions=conditions)
+        return self._status(address, status, unschedulable=_unschedulable(node),
+                            conditions=conditions)
 
-    def set_unschedulable(self, address: str, value: bool) -> dict[str, Any]:
+    def set_unschedulable(self, address: str, value: bool) -> Schedulability:
         """Cordon (True) or uncordon (False); NotFound when there is no Node."""
         self._check_name(address)
         verb = "cordoning" if value else "uncordoning"
         with self._calling(f"{verb} node {address}"):
             node = self.client.get_node(address)
             if _unschedulable(node) == value:
-                return self._result(address, unschedulable=value, changed=False)
+                return self._schedulability(address, value, changed=False)
             if self._patch_works:
                 try:
                     # null removes the field, as kubectl uncordon leaves it.
@@ -185,17 +254,19 @@ class KubernetesManager(Manager):
                     self._patch_works = False
                 else:
                     logger.info("%s node %s in %s", verb, address, self.name)
-                    return self._result(address, unschedulable=value, changed=True)
+                    return self._schedulability(address, value, changed=True)
             changed = self._put_unschedulable(address, value, node)
         logger.info("%s node %s in %s", verb, address, self.name)
-        return self._result(address, unschedulable=value, changed=changed)
+        return self._schedulability(address, value, changed=changed)
 
-    def _put_unschedulable(self, address: str, value: bool, node: dict[str, Any]) -> bool:
+    def _put_unschedulable(self, address: str, value: bool, node: dict[str, Json]) -> bool:
         """Read-modify-write with the node's resourceVersion; retry when it went stale."""
         for attempt in range(1, self.conflict_retries + 1):
             if _unschedulable(node) == value:
                 return False
             spec = node.setdefault("spec", {})
+            if not isinstance(spec, dict):
+                raise TypeError("a node's spec is an object")
             if value:
                 spec["unschedulable"] = True
             else:
@@ -213,12 +284,12 @@ class KubernetesManager(Manager):
 
     # -- drain -----------------------------------------------------------------
 
-    def drain(self, address: str, timeout: float) -> dict[str, Any]:
+    def drain(self, address: str, timeout: float) -> Drained:
         """Cordon, evict the node's pods within `timeout` seconds, wait until gone."""
         deadline = time.monotonic() + timeout
         self.set_unschedulable(address, True)
         with self._calling(f"draining node {address}"):
-            to_evict: dict[str, dict[str, Any]] = {}
+            to_evict: dict[str, dict[str, Json]] = {}
             skipped: list[str] = []
             terminating: dict[str, str] = {}
             for pod in self.client.pods_on_node(address):
@@ -227,7 +298,7 @@ class KubernetesManager(Manager):
                     skipped.append("(a pod with an invalid name)")
                 elif why:
                     skipped.append(f"{key} ({why})")
-                elif (pod.get("metadata") or {}).get("deletionTimestamp"):
+                elif _object(pod.get("metadata")).get("deletionTimestamp"):
                     terminating[key] = _uid(pod)
                 else:
                     to_evict[key] = pod
@@ -236,10 +307,9 @@ class KubernetesManager(Manager):
             self._wait_gone(address, waiting, deadline, timeout)
         logger.info("drained node %s in %s: %d pod(s) evicted", address, self.name,
                     len(evicted))
-        return self._result(address, unschedulable=True, evicted=sorted(evicted),
-                            skipped=sorted(skipped))
+        return self._drained(address, evicted=sorted(evicted), skipped=sorted(skipped))
 
-    def _evict_all(self, address: str, pods: dict[str, dict[str, Any]], deadline: float,
+    def _evict_all(self, address: str, pods: dict[str, dict[str, Json]], deadline: float,
                    timeout: float) -> list[str]:
         """Evict each pod, retrying the ones a disruption budget blocks until the deadline."""
         remaining = dict(pods)
@@ -287,29 +357,49 @@ class KubernetesManager(Manager):
             self._sleep(min(self.poll_interval, left))
 
 
-def _word(value: Any) -> str:
+def _object(value: object) -> dict[str, object]:
+    """A field that holds a JSON object; {} when it is absent or null."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise TypeError(f"an object was expected, not {type(value).__name__}")
+    return value
+
+
+def _objects(value: object) -> list[dict[str, object]]:
+    """A field that holds an array of JSON objects; [] when it is absent or null."""
+    if not value:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TypeError("an array of objects was expected")
+    return [v for v in value if isinstance(v, dict)]
+
+
+def _word(value: object) -> str:
     """A condition type or reason as Kubernetes writes them (CamelCase), else ""."""
     return value if isinstance(value, str) and _CONDITION_WORD.fullmatch(value) else ""
 
 
-def _condition(c: dict[str, Any]) -> dict[str, Any]:
+def _condition(c: Mapping[str, object]) -> Condition:
     """Type, status, reason and time of a node condition; its free-text message is
     the API server's words and is not passed on."""
     status = c.get("status")
     when = c.get("lastTransitionTime")
     return {"type": _word(c.get("type")),
-            "status": status if status in ("True", "False", "Unknown") else "Unknown",
+            "status": status if isinstance(status, str) and status in ("True", "False",
+                                                                       "Unknown")
+            else "Unknown",
             "reason": _word(c.get("reason")),
             "last_transition_time": when if isinstance(when, str) and _TIME.fullmatch(when)
             else None}
 
 
-def _unschedulable(node: dict[str, Any]) -> bool:
-    return bool((node.get("spec") or {}).get("unschedulable"))
+def _unschedulable(node: Mapping[str, object]) -> bool:
+    return bool(_object(node.get("spec")).get("unschedulable"))
 
 
-def _pod_key(pod: dict[str, Any]) -> str:
-    meta = pod.get("metadata") or {}
+def _pod_key(pod: Mapping[str, object]) -> str:
+    meta = _object(pod.get("metadata"))
     return f"{meta.get('namespace', 'default')}/{meta.get('name', '')}"
 
 
@@ -319,22 +409,22 @@ def _valid_key(key: str) -> bool:
     return all(isinstance(p, str) and _DNS_NAME.fullmatch(p) for p in (namespace, name))
 
 
-def _uid(pod: dict[str, Any]) -> str:
-    return str((pod.get("metadata") or {}).get("uid", ""))
+def _uid(pod: Mapping[str, object]) -> str:
+    return str(_object(pod.get("metadata")).get("uid", ""))
 
 
-def _skip_reason(pod: dict[str, Any]) -> str:
+def _skip_reason(pod: Mapping[str, object]) -> str:
     """Why drain leaves this pod alone, or ""."""
-    meta = pod.get("metadata") or {}
-    if MIRROR_ANNOTATION in (meta.get("annotations") or {}):
+    meta = _object(pod.get("metadata"))
+    if MIRROR_ANNOTATION in _object(meta.get("annotations")):
         return "mirror pod"
-    for owner in meta.get("ownerReferences") or []:
+    for owner in _objects(meta.get("ownerReferences")):
         if owner.get("kind") == "DaemonSet" and owner.get("controller"):
             return "DaemonSet"
     return ""
 
 
-def build_manager(name: str, type_name: str, options: dict[str, Any], *,
+def build_manager(name: str, type_name: str, options: Mapping[str, object], *,
                   poll_interval: float = 1.0, allowed: AllowedURLs | None = None,
                   certificate_dirs: tuple[str, ...] = DEFAULT_CERTIFICATE_DIRS) -> Manager:
     """The manager for one ContainerManagerConfig record."""

@@ -13,14 +13,20 @@ import hashlib
 import json
 import logging
 import threading
-from typing import Any
 
 from commissaire import errors
 from commissaire.bus.clients import Caller, StorageClient
 from commissaire.validation import validate_address, validate_name
 from commissaire_service.containermgr.allow import AllowedURLs
 from commissaire_service.containermgr.kube import DEFAULT_CERTIFICATE_DIRS
-from commissaire_service.containermgr.managers import Manager, build_manager
+from commissaire_service.containermgr.managers import (
+    Drained,
+    Manager,
+    NodeStatus,
+    Registered,
+    Schedulability,
+    build_manager,
+)
 from commissaire_service.service import Service, bus_method
 
 logger = logging.getLogger(__name__)
@@ -44,8 +50,8 @@ class ContainerManagerService(Service):
         self._managers: dict[str, tuple[str, Manager]] = {}
         self._lock = threading.Lock()
 
-    def health(self) -> dict[str, Any]:
-        facts: dict[str, Any] = {"service_process": "containermgr",
+    def health(self) -> dict[str, object]:
+        facts: dict[str, object] = {"service_process": "containermgr",
                                  "clients": len(self._managers)}
         if self.storage is None:
             facts["problem"] = "built without a bus client: cannot read container managers"
@@ -60,12 +66,12 @@ class ContainerManagerService(Service):
     # -- exposed methods ---------------------------------------------------
 
     @bus_method()
-    def register_node(self, container_manager: str, address: str) -> dict[str, Any]:
+    def register_node(self, container_manager: str, address: str) -> Registered:
         """Register the host's node; an existing node is success."""
         return self._manager(container_manager).register_node(validate_address(address))
 
     @bus_method()
-    def get_node_status(self, container_manager: str, address: str) -> dict[str, Any]:
+    def get_node_status(self, container_manager: str, address: str) -> NodeStatus:
         """Readiness, schedulability and conditions; status "absent" when no node."""
         return self._manager(container_manager).node_status(validate_address(address))
 
@@ -75,20 +81,20 @@ class ContainerManagerService(Service):
         return bool(self.get_node_status(container_manager, address)["ready"])
 
     @bus_method()
-    def cordon(self, container_manager: str, address: str) -> dict[str, Any]:
+    def cordon(self, container_manager: str, address: str) -> Schedulability:
         """Mark the node unschedulable; NotFound when there is no node."""
         return self._manager(container_manager).set_unschedulable(
             validate_address(address), True)
 
     @bus_method()
-    def uncordon(self, container_manager: str, address: str) -> dict[str, Any]:
+    def uncordon(self, container_manager: str, address: str) -> Schedulability:
         """Mark the node schedulable again; NotFound when there is no node."""
         return self._manager(container_manager).set_unschedulable(
             validate_address(address), False)
 
     @bus_method()
     def drain(self, container_manager: str, address: str,
-              timeout: float = 60) -> dict[str, Any]:
+              timeout: float = 60) -> Drained:
         """Cordon, then evict the node's pods and wait they are gone, within `timeout` s."""
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
             raise errors.ValidationError("must be a positive number of seconds", field="timeout")

@@ -9,7 +9,7 @@ within bounds; the version must match a strict pattern.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Mapping
 
 from commissaire.ansible.runner import OS_PROFILES
 
@@ -31,14 +31,14 @@ def os_profile(raw: object) -> str:
     return raw if isinstance(raw, str) and raw in OS_PROFILES else ""
 
 
-def checked(facts: dict[str, Any]) -> tuple[dict[str, Any], str]:
+def checked(facts: Mapping[str, object]) -> tuple[dict[str, object], str]:
     """(the host changes to store, '') or ({}, why the host fails)."""
     raw_os = facts.get("os", "")
     profile = os_profile(raw_os)
     if not profile:
         return {}, (f"unsupported OS: {shown(raw_os)} (Commissaire knows "
                     f"{', '.join(OS_PROFILES)})")
-    changes: dict[str, Any] = {"os": profile}
+    changes: dict[str, object] = {"os": profile}
     for name, bound in BOUNDS.items():
         value = facts.get(name)
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bound:

@@ -66,7 +66,7 @@ class InvestigatorService(Service):
         self._worker = threading.Thread(target=self._work, name="investigator", daemon=True)
         self._worker.start()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         return {"queued": self._queue.qsize()}
 
     def stop(self) -> None:
@@ -178,10 +178,10 @@ class InvestigatorService(Service):
         return runner.Target.of(dataclasses.replace(access, host_key=offered),
                                 self._cluster_vars(address, host))
 
-    def _cluster_vars(self, address: str, host: Host) -> dict[str, Any]:
+    def _cluster_vars(self, address: str, host: Host) -> dict[str, object]:
         """Bootstrap variables from the host's cluster, its network and container
         manager, and the admin's bootstrap settings (mirrors, pins, keys)."""
-        hostvars: dict[str, Any] = {"commissaire_bootstrap_ip": address,
+        hostvars: dict[str, object] = {"commissaire_bootstrap_ip": address,
                                     "commissaire_cluster": host.cluster,
                                     "commissaire_container_runtime": "",
                                     **self.bootstrap.hostvars()}
@@ -212,7 +212,7 @@ class InvestigatorService(Service):
             hostvars["commissaire_kubernetes_bearer_token"] = manager_options.get("token", "")
         return hostvars
 
-    def _on_task_ok(self, address: str, task: str, res: dict[str, Any]) -> None:
+    def _on_task_ok(self, address: str, task: str, res: runner.TaskResult) -> None:
         """Record facts the moment they arrive, and move the host to bootstrapping."""
         if task == "Record what the bootstrap changed":
             changes = (res.get("ansible_facts") or {}).get("commissaire_bootstrap_changes")
@@ -232,7 +232,7 @@ class InvestigatorService(Service):
         manager = target.hostvars.get("commissaire_container_manager")
         status = "disassociated"
         reason = ""
-        if manager:
+        if isinstance(manager, str) and manager:  # a name, set by _cluster_vars
             try:
                 self.container.register_node(manager, target.address)
                 status = "active"
@@ -252,7 +252,7 @@ class InvestigatorService(Service):
         self._update(address, {"status": "failed", "status_reason": reason,
                                "last_check": utcnow()})
 
-    def _update(self, address: str, changes: dict[str, Any]) -> bool:
+    def _update(self, address: str, changes: dict[str, object]) -> bool:
         """Record `changes` on the incarnation being investigated; False if it is gone."""
         uid = self._uids.get(address)
         if uid is None:

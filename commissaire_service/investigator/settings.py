@@ -22,7 +22,7 @@ import copy
 import dataclasses
 import difflib
 import hashlib
-from typing import Any
+from typing import Any, TypedDict
 
 from commissaire.config import ConfigError
 from commissaire.errors import ValidationError
@@ -98,6 +98,13 @@ _OTHER_SETTINGS = ("bus-uri", "bus-exchange", "bus-timeout", "threads", "batch-w
                    "forks", "ssh-kex-algorithms", "ssh-allowed-networks")
 
 
+class ReleasePin(TypedDict):
+    """A release file's pinned version and SHA-256 per architecture."""
+
+    version: str
+    sha256: dict[str, str]
+
+
 @dataclasses.dataclass(frozen=True)
 class BootstrapSettings:
     """The checked bootstrap settings; empty ones leave the playbooks' defaults."""
@@ -111,7 +118,7 @@ class BootstrapSettings:
     """`release-mirror`: base URL replacing https://github.com/ and https://dl.k8s.io/
     for release files (path under it = the upstream path; the pinned SHA-256 still
     verifies)."""
-    release_pins: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    release_pins: dict[str, ReleasePin] = dataclasses.field(default_factory=dict)
     """`release-pins`: release name -> {"version", "sha256": {arch: hex}}."""
     repo_keys: dict[str, dict[str, str]] = dataclasses.field(default_factory=dict)
     """`repo-keys`: repository name -> {"key": armored key, "fingerprint": 40 hex}."""
@@ -137,9 +144,10 @@ class BootstrapSettings:
                                              entry["fingerprint"].upper()),
                        "fingerprint": entry["fingerprint"].upper()}
                 for repo, entry in given.get("repo-keys", {}).items()}
-        pins = {name: {"version": pin["version"],
-                       "sha256": {arch: digest.lower() for arch, digest in pin["sha256"].items()}}
-                for name, pin in given.get("release-pins", {}).items()}
+        pins: dict[str, ReleasePin] = {
+            name: {"version": pin["version"],
+                   "sha256": {arch: digest.lower() for arch, digest in pin["sha256"].items()}}
+            for name, pin in given.get("release-pins", {}).items()}
         return cls(
             kubernetes_minor=given.get("kubernetes-minor", ""),
             package_mirrors={repo: _base(url)
@@ -149,7 +157,7 @@ class BootstrapSettings:
             repo_keys=keys,
         )
 
-    def hostvars(self) -> dict[str, Any]:
+    def hostvars(self) -> dict[str, object]:
         """The bootstrap's host variables: only the settings that are set (copies:
         each host's variables are its own)."""
         values = {

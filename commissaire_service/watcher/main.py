@@ -1,9 +1,9 @@
 """commissaire-watcher-service entry point."""
 from __future__ import annotations
 
-from commissaire_service.builders import BUILDERS
+from commissaire_service.builders import build_watcher
 from commissaire_service.runner import run_service
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_service(BUILDERS["watcher"], argv)
+    return run_service(build_watcher, argv)

@@ -19,7 +19,8 @@ import hashlib
 import logging
 import threading
 import time
-from typing import Any, Protocol
+from collections.abc import Mapping
+from typing import Any, Protocol, TypedDict
 
 from commissaire import errors
 from commissaire.bus.clients import Caller, HostCheck, StorageClient
@@ -36,7 +37,17 @@ CREDS_TTL = 120.0  # seconds a host's decrypted key stays in memory between chec
 
 
 class Bus(Caller, Protocol):
-    def notify(self, routing_key: str, params: dict[str, Any]) -> None: ...
+    def notify(self, routing_key: str, params: Mapping[str, object]) -> None: ...
+
+
+class CycleSummary(TypedDict):
+    """What one check cycle did (health's `last_cycle`)."""
+
+    checked: int
+    failed: int
+    seconds: float
+    cpu_seconds: float
+    at: str
 
 
 def _slot(address: str, peers: int) -> int:
@@ -68,11 +79,11 @@ class WatcherService(Service):
         self._stopping = threading.Event()
         self._loaded = threading.Event()
         self.cycles = 0
-        self.last_cycle: dict[str, Any] = {}
+        self.last_cycle: Mapping[str, object] = {}  # a CycleSummary after the first
         if start:
             threading.Thread(target=self._loop, name="watcher", daemon=True).start()
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> dict[str, object]:
         with self._lock:
             return {"hosts_known": len(self.hosts), "peers": len(self._live_peers()),
                     "interval": self.interval, "last_cycle": self.last_cycle}
@@ -128,7 +139,7 @@ class WatcherService(Service):
                     if h.get("bootstrapped") and h.get("status") in WATCHED
                     and self.mine(a, peers)]
 
-    def run_cycle(self) -> dict[str, Any]:
+    def run_cycle(self) -> CycleSummary:
         started = time.monotonic()
         cpu_started = time.process_time()
         hosts = self.due()
@@ -143,11 +154,11 @@ class WatcherService(Service):
         if checks:
             self.storage.record_checks(checks)
         self.cycles += 1
-        summary = {"checked": len(checks),
-                   "failed": sum(1 for r in results.values() if not r.ok),
-                   "seconds": round(time.monotonic() - started, 3),
-                   "cpu_seconds": round(time.process_time() - cpu_started, 3),
-                   "at": utcnow()}
+        summary: CycleSummary = {"checked": len(checks),
+                                 "failed": sum(1 for r in results.values() if not r.ok),
+                                 "seconds": round(time.monotonic() - started, 3),
+                                 "cpu_seconds": round(time.process_time() - cpu_started, 3),
+                                 "at": utcnow()}
         with self._lock:
             self.last_cycle = summary
         return summary
@@ -174,7 +185,7 @@ class WatcherService(Service):
                            host_key=host.get("ssh_host_key") or "")
 
     def _check(self, host: dict[str, Any], result: ProbeResult) -> HostCheck:
-        changes: dict[str, Any] = {"last_check": utcnow()}
+        changes: dict[str, object] = {"last_check": utcnow()}
         if result.ok and host["status"] == "failed":
             changes.update(status=self._healthy_status(host), status_reason="")
         elif not result.ok and (host["status"] != "failed"
