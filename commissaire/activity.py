@@ -43,16 +43,19 @@ _DEPTH_MAX = 6
 
 
 def _secret_names() -> frozenset[str]:
-    """Every field or mapping key a model declares secret, read from the models."""
+    """Every field or mapping key a model declares secret (or a credential: a
+    token's digest, the token shown once at its creation), read from the models."""
     names: set[str] = set()
     for cls in MODELS.values():
-        names.update(cls.names(Role.SECRET))
+        names.update(cls.names(Role.CREDENTIAL))
+        names.update(cls.shown_once)
         for keys in cls.secret_keys().values():
             names.update(keys)
     return frozenset(names)
 
 
-#: Field names whose values are never written into an entry (ssh_priv_key, token, ...).
+#: Field names whose values are never written into an entry (ssh_priv_key, token,
+#: digest, ...).
 SECRET_NAMES = _secret_names()
 
 
