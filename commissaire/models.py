@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 import attrs
 
 from commissaire.apitokens import ID as TOKEN_ID
-from commissaire.errors import ValidationError
+from commissaire.errors import Conflict, ValidationError
 from commissaire.identity import Role as CallerRole
 from commissaire.states import (  # noqa: F401  (re-exported: the records' vocabulary)
     CLUSTER_STATUSES,
@@ -717,7 +717,7 @@ class HostStatus(Model):
 # The roles a token may carry (the caller roles of commissaire.identity).
 TOKEN_ROLES = tuple(r.value for r in CallerRole)
 TOKEN_CLUSTERS_MAX = 100
-TOKEN_LIFETIME_MAX = 10 * 366 * 86400  # seconds: ten years
+TOKEN_LIFETIME_MAX = 10 * 366 * 86400  # seconds: ten years (expires_in)
 # expires_at as a client gives it: ISO 8601, UTC (a "Z" or "+00:00" suffix, or none),
 # a date that exists (the schema says all a 400 can say about its form).
 _UTC_TIME = UTC_TIME
@@ -775,7 +775,7 @@ class ApiToken(Model):
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
         check_schema(cls.input_schema, body)
-        if "expires_in" in body and "expires_at" in body:
+        if "expires_in" in body and body.get("expires_at") is not None:
             raise ValidationError("give expires_in or expires_at, not both", field="expires_at")
         now = _dt.datetime.now(_dt.UTC)
         expires: _dt.datetime | None = None
@@ -784,9 +784,10 @@ class ApiToken(Model):
         elif body.get("expires_at") is not None:
             expires = parse_utc(body["expires_at"], "expires_at")
             if expires <= now:
-                raise ValidationError("is in the past", field="expires_at")
-            if expires > now + _dt.timedelta(seconds=TOKEN_LIFETIME_MAX):
-                raise ValidationError("is more than ten years away", field="expires_at")
+                # Well-formed (the schema's last word), but the server's clock is past
+                # it: a conflict with the server's state, as a missing cluster is.
+                raise Conflict("expires_at: is in the past (times are UTC)",
+                               field="expires_at")
         record = cls(name=key, role=body["role"],
                      clusters=list(dict.fromkeys(body.get("clusters", []))),
                      expires_at=None if expires is None else as_utc_text(expires))
