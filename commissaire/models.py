@@ -775,8 +775,6 @@ class ApiToken(Model):
         if not isinstance(body, dict):
             raise ValidationError("the request body must be a JSON object")
         check_schema(cls.input_schema, body)
-        if "expires_in" in body and body.get("expires_at") is not None:
-            raise ValidationError("give expires_in or expires_at, not both", field="expires_at")
         now = _dt.datetime.now(_dt.UTC)
         expires: _dt.datetime | None = None
         if "expires_in" in body:
@@ -812,7 +810,7 @@ class ApiToken(Model):
         return self.expires_at is not None and parse_utc(self.expires_at, "expires_at") <= now
 
 
-ApiToken.input_schema = _object_schema(
+ApiToken.input_schema = {**_object_schema(
     {
         "role": {"enum": list(TOKEN_ROLES), "description": "what the token may do: "
                  + ", ".join(TOKEN_ROLES)},
@@ -824,8 +822,10 @@ ApiToken.input_schema = _object_schema(
                        "description": "when the token expires: ISO 8601, UTC "
                        "(default: never)"},
     },
-    required=("role",),
-)
+    required=("role",)),
+    # One expiry or the other: beside expires_in, expires_at may only be null.
+    "dependentSchemas": {"expires_in": {"properties": {"expires_at": {"type": "null"}}}},
+}
 
 
 @attrs.define(kw_only=True, repr=False)
