@@ -250,6 +250,28 @@ def _record_commands(top: argparse._SubParsersAction) -> None:
     _leaf(group, "list", "list the container managers", commands.names_list("containermanagers"))
 
 
+def _token_commands(top: argparse._SubParsersAction) -> None:
+    group = _group(top, "token", "API tokens: bearer credentials for scripts and machines "
+                   "(admins only)")
+    leaf = _leaf(group, "create", "create a token and print it (shown only this once)",
+                 commands.token_create)
+    leaf.add_argument("name", help="name of the token")
+    leaf.add_argument("-r", "--role", required=True,
+                      choices=("viewer", "operator", "admin", "registrar"),
+                      help="what the token may do")
+    leaf.add_argument("-c", "--cluster", action="append", metavar="CLUSTER",
+                      help="limit the token to this cluster (repeat for more; default: all)")
+    leaf.add_argument("-e", "--expires", type=commands.duration, metavar="DURATION",
+                      help="expire after this long: seconds, or 90m, 12h, 30d, 2w "
+                           "(default: never)")
+    _leaf(group, "list", "list the tokens (never their secrets)", commands.token_list)
+    leaf = _leaf(group, "get", "show a token (never its secret)", commands.token_get)
+    leaf.add_argument("name", help="name of the token")
+    leaf = _leaf(group, "revoke", "revoke tokens: refused from their next use",
+                 commands.token_revoke)
+    leaf.add_argument("name", nargs="+", help="name of a token")
+
+
 def _helper_commands(top: argparse._SubParsersAction) -> None:
     leaf = _leaf(top, "passhash", "print a bcrypt hash of a password for the server's users "
                  "file", commands.passhash_command, output="none")
@@ -333,6 +355,7 @@ def build_parser(environment: Environment | None = None) -> argparse.ArgumentPar
     _cluster_commands(top)
     _host_commands(top)
     _record_commands(top)
+    _token_commands(top)
     _helper_commands(top)
     if environment is not None:
         _bind(parser, environment)

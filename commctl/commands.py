@@ -5,8 +5,10 @@ exit status; failures are raised as CommctlError and reported by cli.main.
 """
 from __future__ import annotations
 
+import argparse
 import base64
 import json
+import re
 from collections.abc import Callable
 from functools import cached_property
 from typing import Any
@@ -425,3 +427,71 @@ def userdata_command(ctx: Context, args: Args) -> int:
     else:
         ctx.env.stdout.write(text)
     return ExitStatus.OK
+
+
+# -- API tokens ---------------------------------------------------------------------
+
+_DURATION = re.compile(r"([1-9][0-9]{0,8})([smhdw]?)")
+_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def duration(text: str) -> int:
+    """--expires: N seconds, or Ns, Nm, Nh, Nd, Nw."""
+    found = _DURATION.fullmatch(text.strip())
+    if not found:
+        raise argparse.ArgumentTypeError("must be a duration such as 3600, 90m, 12h, 30d or 2w")
+    return int(found.group(1)) * _SECONDS[found.group(2)]
+
+
+TOKEN_COLUMNS: list[tuple[str, Callable[[dict[str, Any]], Any]]] = [
+    ("NAME", lambda t: t.get("name")), ("ROLE", lambda t: t.get("role")),
+    ("CLUSTERS", lambda t: ",".join(t.get("clusters") or []) or "(all)"),
+    ("EXPIRES", lambda t: t.get("expires_at") or "never"),
+    ("LAST USED", lambda t: t.get("last_used_at") or "never"),
+    ("CREATED BY", lambda t: t.get("created_by")),
+]
+
+
+def token_create(ctx: Context, args: Args) -> int:
+    """The token goes to stdout alone (table format), so `> file` keeps just it; the
+    warning that it will not be shown again goes to stderr."""
+    body: dict[str, Any] = {"role": args.role}
+    if args.cluster:
+        body["clusters"] = list(dict.fromkeys(args.cluster))
+    if args.expires is not None:
+        body["expires_in"] = args.expires
+    answer = ctx.client.put(path("token", args.name), body)
+    data = answer.data if isinstance(answer.data, dict) else {}
+    scope = ", ".join(data.get("clusters") or []) or "all clusters"
+    print(f"commctl: created token {args.name} (role {data.get('role')}, {scope}, expires "
+          f"{data.get('expires_at') or 'never'}). It is shown only this once: store it now.",
+          file=ctx.env.stderr)
+    ctx.show(data, lambda d: str(d.get("token", "")))
+    return ExitStatus.OK
+
+
+def token_list(ctx: Context, _args: Args) -> int:
+    data = ctx.client.get("tokens").data
+    ctx.show(data, lambda rows: columns(rows, TOKEN_COLUMNS) if rows else "No tokens.")
+    return ExitStatus.OK
+
+
+def token_get(ctx: Context, args: Args) -> int:
+    ctx.show(ctx.client.get(path("token", args.name)).data)
+    return ExitStatus.OK
+
+
+def token_revoke(ctx: Context, args: Args) -> int:
+    """Revoke each name; go on after a failure, exit with the first failure's status."""
+    status = ExitStatus.OK
+    for name in args.name:
+        try:
+            answer = ctx.client.delete(path("token", name))
+        except ApiError as exc:
+            if len(args.name) == 1:
+                raise
+            ctx.warn(exc.message)
+            status = status or exc.status
+            continue
+        ctx.show(answer.data, _said(f"Revoked token {name}."))
+    return status

@@ -3,11 +3,14 @@
     {"endpoint": "http://host:8000" or ["http://a:8000", "http://b:8000"],
      "username": "a", "password": "a",          # password optional: prompted on a tty
      "kubeconfig": "~/.kube/config",            # optional: credentials of its current user
+     "token": "cmt_...",                        # optional: an API token (or $COMMCTL_TOKEN)
      "verify": true | false | "/path/ca.pem",   # optional: TLS verification of https endpoints
      "client_cert": "cert.pem", "client_key": "key.pem",  # optional: TLS client certificate
      "timeout": 30}                              # optional: seconds to wait for an answer
 
 As the seed says, when a kubeconfig is given its user wins over username/password.
+An API token (`commctl token create`) wins over both: $COMMCTL_TOKEN first, then
+the file's "token"; it is sent as `Authorization: Bearer` and never printed.
 """
 from __future__ import annotations
 
@@ -124,6 +127,11 @@ def load_settings(path: Path, explicit: bool, env: Environment) -> Settings:
             raise _usage(f'{path}: "client_cert" and "client_key" go together')
         settings.cert = (str(expand(data["client_cert"], env, path.parent)),
                          str(expand(data["client_key"], env, path.parent)))
+    token = env.environ.get("COMMCTL_TOKEN") or data.get("token")
+    if token is not None:
+        where = "COMMCTL_TOKEN" if env.environ.get("COMMCTL_TOKEN") else f'{path}: "token"'
+        settings.headers["Authorization"] = f"Bearer {_checked_token(token, where)}"
+        return settings
     if data.get("kubeconfig"):
         apply_kubeconfig(settings, expand(str(data["kubeconfig"]), env, path.parent), env)
         return settings
@@ -143,6 +151,17 @@ def load_settings(path: Path, explicit: bool, env: Environment) -> Settings:
         raise _usage(f'{path}: "password" must be a string')
     settings.basic_auth = (username, password)
     return settings
+
+
+def _checked_token(token: object, where: str) -> str:
+    """An API token fit for a header (never echoed: a message names only where it is)."""
+    if not isinstance(token, str) or not token.strip():
+        raise _usage(f"{where} must be a non-empty string")
+    token = token.strip()
+    if len(token) > 8192 or not token.isascii() or not token.isprintable() or " " in token:
+        raise _usage(f"{where} is not a token: it holds spaces, control or non-ASCII "
+                     "characters (it is not shown here)")
+    return token
 
 
 def apply_kubeconfig(settings: Settings, path: Path, env: Environment) -> None:

@@ -51,8 +51,8 @@ class Environment:
     would be noise."""
 
     environ: Mapping[str, str] = field(default_factory=dict)
-    """The variables commctl reads (COMMCTL_CONFIG, HOME, COMMCTL_SSH, PATH; proxies
-    and the CA bundle for requests) and hands to ssh."""
+    """The variables commctl reads (COMMCTL_CONFIG, COMMCTL_TOKEN, HOME, COMMCTL_SSH,
+    PATH; proxies and the CA bundle for requests) and hands to ssh."""
 
     home: str | None = None
     """What `~` stands for when `environ` has no HOME (from_process: what

@@ -26,6 +26,7 @@ import attrs
 from commissaire.errors import ValidationError
 from commissaire.models import MODELS, Model, Role, declared
 from commissaire.states import ACTIONS
+from commissaire.validation import ISO_TIME
 
 #: The logger whose lines are the stream, one JSON object each.
 LOGGER = logging.getLogger("commissaire.activity")
@@ -43,16 +44,19 @@ _DEPTH_MAX = 6
 
 
 def _secret_names() -> frozenset[str]:
-    """Every field or mapping key a model declares secret, read from the models."""
+    """Every field or mapping key a model declares secret (or a credential: a
+    token's digest, the token shown once at its creation), read from the models."""
     names: set[str] = set()
     for cls in MODELS.values():
-        names.update(cls.names(Role.SECRET))
+        names.update(cls.names(Role.CREDENTIAL))
+        names.update(cls.shown_once)
         for keys in cls.secret_keys().values():
             names.update(keys)
     return frozenset(names)
 
 
-#: Field names whose values are never written into an entry (ssh_priv_key, token, ...).
+#: Field names whose values are never written into an entry (ssh_priv_key, token,
+#: digest, ...).
 SECRET_NAMES = _secret_names()
 
 
@@ -98,16 +102,7 @@ def new_id(moment: _dt.datetime) -> str:
     return f"{id_floor(moment)}-{secrets.token_hex(4)}"
 
 
-# What parse_time takes, as a pattern (the query's schema): exactly the dates that
-# exist (leap days included), an optional time to the microsecond and offset.
-_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
-_LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[13579][26]|[2468][048]|0[48])00)"
-_DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
-         rf"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
-         rf"|{_LEAP}-02-29)")
-_CLOCK = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?)?"
-_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
-ISO_TIME = rf"{_DATE}(?:T{_CLOCK}{_OFFSET}?)?"
+# What parse_time takes, as a pattern (the query's schema): commissaire.validation's.
 _ISO_TIME = re.compile(ISO_TIME)
 _EARLIEST = _dt.datetime.min.replace(tzinfo=_dt.UTC)
 _LATEST = _dt.datetime.max.replace(tzinfo=_dt.UTC)

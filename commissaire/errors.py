@@ -111,6 +111,13 @@ class AuthenticationRequired(CommissaireError):
     http_headers = {"WWW-Authenticate": 'Basic realm="commissaire"'}  # RFC 9110: every 401
 
 
+class InvalidToken(AuthenticationRequired):
+    """An API token that does not admit its bearer: malformed, unknown, revoked or
+    expired, told apart to no one."""
+
+    http_headers = {"WWW-Authenticate": 'Bearer realm="commissaire", error="invalid_token"'}
+
+
 class Forbidden(CommissaireError):
     """Authenticated, but not allowed to do this."""
 

@@ -18,7 +18,9 @@ from typing import Any, ClassVar, Self
 
 import attrs
 
-from commissaire.errors import ValidationError
+from commissaire.apitokens import ID as TOKEN_ID
+from commissaire.errors import Conflict, ValidationError
+from commissaire.identity import Role as CallerRole
 from commissaire.states import (  # noqa: F401  (re-exported: the records' vocabulary)
     CLUSTER_STATUSES,
     HOST_OPERATION_STATES,
@@ -44,8 +46,10 @@ from commissaire.validation import (
     URL,
     URL_MAX,
     USER_NAME,
+    UTC_TIME,
     VERSION,
     check_schema,
+    full_match,
     string,
     validate_address,
     validate_base64,
@@ -80,9 +84,14 @@ class Role(enum.Flag):
     RECORDED = enum.auto()
     #: Filled at read time, never stored.
     DERIVED = enum.auto()
+    #: A credential, or what verifies one: masked in the activity stream wherever a
+    #: field of its name appears (commissaire.activity.redact).
+    CREDENTIAL = enum.auto()
 
     # What the records declare:
-    SECRET = SEALED | HIDDEN
+    SECRET = SEALED | HIDDEN | CREDENTIAL
+    #: What verifies a credential (a token's digest): stored, never shown or recorded.
+    VERIFIER = HIDDEN | CREDENTIAL
     #: Learned by the services; clients cannot set it.
     STATE = READ_ONLY | RECORDED
     COMPUTED = READ_ONLY | DERIVED
@@ -123,6 +132,9 @@ class Model:
     collection: ClassVar[str] = ""
     # JSON schema of a create (PUT) body.
     input_schema: ClassVar[dict[str, Any]] = {"type": "object"}
+    #: Keys of a create answer that are credentials shown once, beside the record
+    #: (an API token's `token`): never stored, logged or recorded.
+    shown_once: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
@@ -702,6 +714,137 @@ class HostStatus(Model):
     container_manager: dict[str, Any] = declared({})
 
 
+# The roles a token may carry (the caller roles of commissaire.identity).
+TOKEN_ROLES = tuple(r.value for r in CallerRole)
+TOKEN_CLUSTERS_MAX = 100
+TOKEN_LIFETIME_MAX = 10 * 366 * 86400  # seconds: ten years (expires_in)
+# expires_at as a client gives it: ISO 8601, UTC (a "Z" or "+00:00" suffix, or none),
+# a date that exists (the schema says all a 400 can say about its form).
+_UTC_TIME = UTC_TIME
+
+
+def parse_utc(text: object, field: str) -> _dt.datetime:
+    """An ISO 8601 UTC time of a record (naive = UTC), aware; else a 400 naming `field`."""
+    if not isinstance(text, str) or not full_match(_UTC_TIME, text):
+        raise ValidationError("must be an ISO 8601 time in UTC, e.g. 2030-01-31T12:00:00Z",
+                              field=field)
+    try:
+        moment = _dt.datetime.fromisoformat(text.removesuffix("Z"))
+    except ValueError:
+        raise ValidationError("is not a date and time that exists", field=field) from None
+    return moment.replace(tzinfo=_dt.UTC)
+
+
+def as_utc_text(moment: _dt.datetime) -> str:
+    """As every timestamp of the records (utcnow): ISO 8601, UTC, no offset suffix."""
+    return moment.astimezone(_dt.UTC).replace(tzinfo=None).isoformat()
+
+
+@attrs.define(kw_only=True, repr=False)
+class ApiToken(Model):
+    """An API token: a name, a role, an optional cluster scope and an expiry.
+
+    The token string itself (commissaire.apitokens) is shown once, in the answer
+    to its creation (`shown_once`), and never stored: the record keeps only its
+    digest (declared VERIFIER: never shown, logged, notified or recorded). `id`
+    is public: it is the part of the token string that finds the record.
+    """
+
+    kind: ClassVar[str] = "ApiToken"
+    collection: ClassVar[str] = "tokens"
+    shown_once: ClassVar[tuple[str, ...]] = ("token",)
+
+    name: str = declared("")
+    role: str = declared("")
+    clusters: list[str] = declared([])
+    """The clusters the token may act on; empty: all of them."""
+    expires_at: str | None = declared(None)
+    id: str = declared("", Role.READ_ONLY)
+    created_at: str | None = declared(None, Role.READ_ONLY)
+    created_by: str = declared("", Role.READ_ONLY)
+    last_used_at: str | None = declared(None, Role.STATE)
+    """Updated at most once a minute (not a store write per request)."""
+    digest: str = declared("", Role.VERIFIER)
+    # Enrollment tokens (max_uses, uses) can be added here later.
+
+    @classmethod
+    def from_input(cls, key: str, body: object) -> Self:
+        """A PUT body: role, clusters, and expires_in (seconds) or expires_at."""
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise ValidationError("the request body must be a JSON object")
+        check_schema(cls.input_schema, body)
+        now = _dt.datetime.now(_dt.UTC)
+        expires: _dt.datetime | None = None
+        if "expires_in" in body:
+            expires = now + _dt.timedelta(seconds=body["expires_in"])
+        elif body.get("expires_at") is not None:
+            expires = parse_utc(body["expires_at"], "expires_at")
+            if expires <= now:
+                # Well-formed (the schema's last word), but the server's clock is past
+                # it: a conflict with the server's state, as a missing cluster is.
+                raise Conflict("expires_at: is in the past (times are UTC)",
+                               field="expires_at")
+        record = cls(name=key, role=body["role"],
+                     clusters=list(dict.fromkeys(body.get("clusters", []))),
+                     expires_at=None if expires is None else as_utc_text(expires))
+        record.validate()
+        return record
+
+    def validate(self) -> None:
+        super().validate()
+        if self.role not in TOKEN_ROLES:
+            raise ValidationError("must be one of: " + ", ".join(TOKEN_ROLES), field="role")
+        if not isinstance(self.clusters, list) or len(self.clusters) > TOKEN_CLUSTERS_MAX:
+            raise ValidationError(f"must be a list of at most {TOKEN_CLUSTERS_MAX} cluster "
+                                  "names", field="clusters")
+        for cluster in self.clusters:
+            validate_name(cluster, field="clusters")
+        if self.id:
+            validate_pattern(self.id, TOKEN_ID, "id", "16 hexadecimal digits")
+        if self.expires_at is not None:
+            parse_utc(self.expires_at, "expires_at")
+
+    def expired(self, now: _dt.datetime) -> bool:
+        return self.expires_at is not None and parse_utc(self.expires_at, "expires_at") <= now
+
+
+ApiToken.input_schema = {**_object_schema(
+    {
+        "role": {"enum": list(TOKEN_ROLES), "description": "what the token may do: "
+                 + ", ".join(TOKEN_ROLES)},
+        "clusters": {"type": "array", "items": NAME_SCHEMA, "maxItems": TOKEN_CLUSTERS_MAX,
+                     "description": "the clusters the token may act on (default: all)"},
+        "expires_in": {"type": "integer", "minimum": 1, "maximum": TOKEN_LIFETIME_MAX,
+                       "description": "seconds from now until the token expires"},
+        "expires_at": {"anyOf": [string(_UTC_TIME, 40), {"type": "null"}],
+                       "description": "when the token expires: ISO 8601, UTC "
+                       "(default: never)"},
+    },
+    required=("role",)),
+    # One expiry or the other: beside expires_in, expires_at may only be null.
+    "dependentSchemas": {"expires_in": {"properties": {"expires_at": {"type": "null"}}}},
+}
+
+
+@attrs.define(kw_only=True, repr=False)
+class ApiTokenId(Model):
+    """The index of API tokens by id: finds a token's record from its string in one
+    read. Written and deleted with the token, in the same transaction."""
+
+    kind: ClassVar[str] = "ApiTokenId"
+    key_field: ClassVar[str] = "id"
+    collection: ClassVar[str] = "token_ids"
+
+    id: str = declared("")
+    name: str = declared("")
+
+    def validate(self) -> None:
+        validate_pattern(self.id, TOKEN_ID, "id", "16 hexadecimal digits")
+        validate_name(self.name)
+
+
 OPERATIONS: dict[str, type[ClusterOperation]] = {
     cls.operation: cls for cls in (ClusterRestart, ClusterUpgrade, ClusterDeploy)
 }
@@ -711,7 +854,7 @@ MODELS: dict[str, type[Model]] = {
     cls.kind: cls
     for cls in (
         Host, HostCreds, Cluster, Network, ContainerManagerConfig,
-        ClusterRestart, ClusterUpgrade, ClusterDeploy, OperationLock,
+        ClusterRestart, ClusterUpgrade, ClusterDeploy, OperationLock, ApiToken, ApiTokenId,
     )
 }
 

@@ -50,6 +50,7 @@ class Action(StrEnum):
     ABORT = "abort"
     STEP = "step"  # a host's state within an operation changed
     FINISH = "finish"  # an operation ended
+    REVOKE = "revoke"  # an API token was revoked
     REQUEST = "request"  # a change request on no route, or with a method none serves
 
 

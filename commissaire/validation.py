@@ -72,6 +72,18 @@ VERSION = r"[A-Za-z0-9][A-Za-z0-9._:+~-]{0,127}"
 ABS_PATH = r"(?:/[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}){1,32}"
 # A bearer token (RFC 6750 b64token).
 TOKEN = r"[A-Za-z0-9._~+/-]{1,8192}=*"
+# ISO 8601 times: exactly the dates that exist (leap days included), an optional
+# time to the microsecond and offset (the activity stream's ?since= and ?until=).
+_YEAR = r"(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])"
+_LEAP = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[13579][26]|[2468][048]|0[48])00)"
+ISO_DATE = (rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+            rf"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+            rf"|{_LEAP}-02-29)")
+ISO_CLOCK = r"(?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?)?"
+ISO_OFFSET = r"(?:Z|[+-](?:[01][0-9]|2[0-3]):[0-5][0-9])"
+ISO_TIME = rf"{ISO_DATE}(?:T{ISO_CLOCK}{ISO_OFFSET}?)?"
+#: A time in UTC: a date and a clock, "Z", "+00:00" or nothing after it.
+UTC_TIME = rf"{ISO_DATE}T{ISO_CLOCK}(?:Z|\+00:00)?"
 # PEM certificates, as a CA bundle is written; the only option that may hold newlines.
 # (Unbounded repeats, bounded by the schema's maxLength: each line ends at its newline
 # and each certificate at its END line, so matching stays linear.)

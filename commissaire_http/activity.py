@@ -60,6 +60,8 @@ def describe_target(template: str, method: str, params: dict[str, str]
         name, address = params.get("name", ""), params.get("address", "")
         action = {"PUT": "associate", "DELETE": "disassociate"}.get(method, "request")
         return action, "cluster", f"{name}/hosts/{address}", {"host": address}
+    if kind == "token" and method == "DELETE":
+        return "revoke", kind, key, {}
     if kind == "cluster" and len(segments) == 3 and segments[2] in _OPERATIONS:
         action = {"PUT": "start", "DELETE": "abort"}.get(method, "request")
         return action, "cluster", f"{key}/{segments[2]}", {}

@@ -12,6 +12,7 @@ from commissaire import errors
 from commissaire.config import ServerConfig
 from commissaire.identity import Role
 from commissaire.models import (
+    ApiToken,
     Cluster,
     ClusterDeploy,
     ClusterOperation,
@@ -24,9 +25,27 @@ from commissaire.models import (
 )
 from commissaire_http.activity import ActivityRecorder
 from commissaire_http.authentication import build_auth_middleware
-from commissaire_http.authorization import RoleCheck, caller
+from commissaire_http.authorization import (
+    SCOPE_BODY,
+    SCOPE_CLUSTER,
+    SCOPE_HOST,
+    SCOPE_HOSTS_QUERY,
+    SCOPE_UNSCOPED,
+    RoleCheck,
+    ScopeCheck,
+    caller,
+)
 from commissaire_http.limits import BodyLimit
-from commissaire_http.resources import clusters, events, hosts, openapi, records, shapes, status
+from commissaire_http.resources import (
+    clusters,
+    events,
+    hosts,
+    openapi,
+    records,
+    shapes,
+    status,
+    tokens,
+)
 from commissaire_http.resources.base import Bus
 
 logger = logging.getLogger(__name__)
@@ -41,8 +60,9 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
     A method's `body` is the JSON schema the server validates the request body with
     (the models' own `input_schema`), `query` the schemas of its query parameters,
     `returns` the shape of a success body, `role` the role a caller needs (None:
-    anyone, for the API's own description): the OpenAPI document is built from
-    this table, so it says what the server checks.
+    anyone, for the API's own description), `scope` what a caller scoped to
+    clusters may reach through it (authorization.ScopeCheck; none: not limited):
+    the OpenAPI document is built from this table, so it says what the server checks.
     """
     def op(model: type[ClusterOperation]) -> dict[str, Any]:
         progress = shapes.operation(model.done_list)
@@ -51,25 +71,29 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
                                                    "version": {"type": "string"}}}
         return {
             "GET": {"summary": f"Progress of the cluster's {model.operation}",
-                    "returns": progress, "role": Role.VIEWER},
+                    "returns": progress, "role": Role.VIEWER, "scope": SCOPE_CLUSTER},
             "PUT": {"summary": f"Start a {model.operation} (409 while one runs)",
                     "role": Role.OPERATOR, "body": model.input_schema, "returns": progress,
                     "body_required": bool(model.input_schema.get("required")),
-                    "ok": {"201": "Started"}},
+                    "ok": {"201": "Started"}, "scope": SCOPE_CLUSTER},
             "DELETE": {"summary": f"Abort the running {model.operation} (its progress "
                        "stays readable, status aborted)", "returns": progress,
-                       "role": Role.OPERATOR},
+                       "role": Role.OPERATOR, "scope": SCOPE_CLUSTER},
         }
 
     def named(model: type[Model], what: str, shape: dict[str, Any]) -> dict[str, Any]:
-        """Clusters, networks and container managers: changed by admins only."""
+        """Clusters, networks and container managers: changed by admins only (networks
+        and container managers, shared by every cluster, by unscoped ones only)."""
+        scope = SCOPE_CLUSTER if model is Cluster else SCOPE_UNSCOPED
         return {
-            "GET": {"summary": f"Get a {what}", "returns": shape, "role": Role.VIEWER},
+            "GET": {"summary": f"Get a {what}", "returns": shape, "role": Role.VIEWER,
+                    **({"scope": scope} if model is Cluster else {})},
             "PUT": {"summary": f"Create a {what} (identical re-PUT: 200; different: 409)",
                     "role": Role.ADMIN, "body": model.input_schema, "returns": shape,
                     "body_required": bool(model.input_schema.get("required")),
-                    "ok": {"201": "Created", "200": "Already exists"}},
-            "DELETE": {"summary": f"Delete a {what}", "returns": {}, "role": Role.ADMIN},
+                    "ok": {"201": "Created", "200": "Already exists"}, "scope": scope},
+            "DELETE": {"summary": f"Delete a {what}", "returns": {}, "role": Role.ADMIN,
+                       "scope": scope},
         }
 
     host_list = hosts.Hosts(bus, config.page_limit)
@@ -84,32 +108,34 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
         {"path": f"{API}/hosts", "tag": "hosts", "resource": host_list,
          "methods": {"GET": {"summary": "List hosts (filter and page)",
                              "query": host_list.query, "returns": shapes.HOSTS,
-                             "role": Role.VIEWER,
+                             "role": Role.VIEWER, "scope": SCOPE_HOSTS_QUERY,
                              "headers": {"X-Total-Count": True, "Link": False}}}},
         {"path": f"{API}/host", "tag": "hosts",
          "resource": hosts.SelfRegister(bus, config.trusted_proxies),
          "methods": {"PUT": {"summary": "A host registers itself (address from the connection)",
-                             "role": Role.REGISTRAR,
+                             "role": Role.REGISTRAR, "scope": SCOPE_BODY,
                              "body": hosts.SELF_REGISTER_SCHEMA, "body_required": True,
                              "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}}}},
         {"path": f"{API}/host/{{address}}", "tag": "hosts", "resource": hosts.HostRecord(bus),
          "methods": {"GET": {"summary": "Get a host", "returns": shapes.HOST,
-                             "role": Role.VIEWER},
+                             "role": Role.VIEWER, "scope": SCOPE_HOST},
                      "PUT": {"summary": "Create a host", "body": Host.input_schema,
-                             "role": Role.OPERATOR,
+                             "role": Role.OPERATOR, "scope": SCOPE_BODY,
                              "body_required": True, "returns": shapes.HOST,
                              "ok": {"201": "Created", "200": "Already exists"}},
                      "DELETE": {"summary": "Delete a host (leaves its cluster)", "returns": {},
-                                "role": Role.OPERATOR}}},
+                                "role": Role.OPERATOR, "scope": SCOPE_HOST}}},
         {"path": f"{API}/host/{{address}}/creds", "tag": "hosts",
          "resource": hosts.HostCreds(bus),
          "methods": {"GET": {"summary": "The host's SSH credentials",
-                             "returns": shapes.CREDS, "role": Role.ADMIN}}},
+                             "returns": shapes.CREDS, "role": Role.ADMIN,
+                             "scope": SCOPE_HOST}}},
         {"path": f"{API}/host/{{address}}/status", "tag": "hosts",
          "resource": hosts.HostStatus(bus),
          "methods": {"GET": {"summary": "Host and container manager status",
-                             "returns": shapes.HOST_STATUS, "role": Role.VIEWER}}},
+                             "returns": shapes.HOST_STATUS, "role": Role.VIEWER,
+                             "scope": SCOPE_HOST}}},
         {"path": f"{API}/clusters", "tag": "clusters",
          "resource": records.RecordNames(bus, Cluster),
          "methods": {"GET": {"summary": "Names of all clusters", "returns": shapes.NAMES,
@@ -119,19 +145,19 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
         {"path": f"{API}/cluster/{{name}}/hosts", "tag": "clusters",
          "resource": clusters.ClusterMembers(bus),
          "methods": {"GET": {"summary": "Member addresses", "returns": shapes.NAMES,
-                             "role": Role.VIEWER},
+                             "role": Role.VIEWER, "scope": SCOPE_CLUSTER},
                      "PUT": {"summary": "Replace members if 'old' is current (else 409)",
-                             "role": Role.OPERATOR,
+                             "role": Role.OPERATOR, "scope": SCOPE_CLUSTER,
                              "body": clusters.MEMBERS_SCHEMA, "body_required": True,
                              "returns": shapes.NAMES}}},
         {"path": f"{API}/cluster/{{name}}/hosts/{{address}}", "tag": "clusters",
          "resource": clusters.ClusterMember(bus),
          "methods": {"GET": {"summary": "Membership test (200 or 404)", "returns": shapes.NAMES,
-                             "role": Role.VIEWER},
+                             "role": Role.VIEWER, "scope": SCOPE_CLUSTER},
                      "PUT": {"summary": "Add a host (idempotent)", "returns": shapes.NAMES,
-                             "role": Role.OPERATOR},
+                             "role": Role.OPERATOR, "scope": SCOPE_CLUSTER},
                      "DELETE": {"summary": "Remove a host (idempotent)", "returns": shapes.NAMES,
-                                "role": Role.OPERATOR}}},
+                                "role": Role.OPERATOR, "scope": SCOPE_CLUSTER}}},
         {"path": f"{API}/cluster/{{name}}/restart", "tag": "operations",
          "resource": clusters.ClusterOperationResource(bus, ClusterRestart),
          "methods": op(ClusterRestart)},
@@ -155,6 +181,22 @@ def routes(bus: Bus, config: ServerConfig) -> list[dict[str, Any]]:
          "resource": records.Record(bus, ContainerManagerConfig),
          "methods": named(ContainerManagerConfig, "container manager",
                           shapes.CONTAINER_MANAGER)},
+    ]
+    table += [
+        {"path": f"{API}/tokens", "tag": "tokens", "resource": tokens.Tokens(bus),
+         "methods": {"GET": {"summary": "Every API token (no secret)", "returns": shapes.TOKENS,
+                             "role": Role.ADMIN, "scope": SCOPE_UNSCOPED}}},
+        {"path": f"{API}/token/{{name}}", "tag": "tokens", "resource": tokens.Token(bus),
+         "methods": {"GET": {"summary": "Get an API token (no secret)", "returns": shapes.TOKEN,
+                             "role": Role.ADMIN, "scope": SCOPE_UNSCOPED},
+                     "PUT": {"summary": "Create an API token: the answer's `token` is shown "
+                             "this once (a name in use: 409)", "role": Role.ADMIN,
+                             "scope": SCOPE_UNSCOPED, "body": ApiToken.input_schema,
+                             "body_required": True, "returns": shapes.TOKEN_CREATED,
+                             "ok": {"201": "Created"}},
+                     "DELETE": {"summary": "Revoke an API token (refused from its next use)",
+                                "returns": {}, "role": Role.ADMIN,
+                                "scope": SCOPE_UNSCOPED}}},
     ]
     table.append({"path": f"{API}/events", "tag": "events", "resource": event_list,
                   "methods": {"GET": {"summary": "The activity stream: every change and "
@@ -253,11 +295,11 @@ def create_app(config: ServerConfig, bus: Bus) -> falcon.App:
         BodyLimit(config.max_body_size),
         build_auth_middleware(config.authentication_plugins, open_paths(config),
                               config.trusted_proxies, config.auth_failure_limit,
-                              config.auth_failure_window, config.bindings()),
+                              config.auth_failure_window, config.bindings(), bus),
     ]
     table = routes(bus, config)
     # Roles before query checks: a caller may not learn what it may not do.
-    middleware += [RoleCheck(table), StrictQuery(table)]
+    middleware += [RoleCheck(table), ScopeCheck(table, bus), StrictQuery(table)]
     # Every change request becomes an activity entry. Second in the list, its
     # process_response runs after the auth and limit middleware's (falcon runs them
     # in reverse), for refusals too, and sees the final answer.

@@ -15,12 +15,13 @@ for the record) or a timeout of its own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, NotRequired, Protocol, TypedDict, TypeVar
 
 from commissaire.activity import Event
 from commissaire.identity import Identity
 from commissaire.models import (
+    ApiToken,
     ClusterOperation,
     ContainerManagerConfig,
     Host,
@@ -81,6 +82,22 @@ class EventPage:
 
     total: int
     items: list[Event]
+
+
+@dataclass(frozen=True)
+class TokenCreated:
+    """A new API token's record, and its token string: shown once, stored nowhere."""
+
+    record: ApiToken
+    token: str = field(repr=False)
+
+
+class TokenIdentity(TypedDict):
+    """verify_token: who a valid token stands for."""
+
+    name: str
+    role: str
+    clusters: list[str]
 
 
 class LockGrant(TypedDict):
@@ -266,6 +283,27 @@ class StorageClient(ServiceClient):
     def release_lock(self, name: str, lease: int) -> None:
         self._call("storage.release_lock", {"name": name, "lease": lease})
 
+    # -- API tokens -------------------------------------------------------------------
+
+    def create_token(self, record: ApiToken) -> TokenCreated:
+        """Store a new token (its id, digest and creation fields made by the service)."""
+        answer = self._call("storage.create_token", {"record": record.to_dict()})
+        return TokenCreated(_record(ApiToken, answer["record"]), str(answer["token"]))
+
+    def list_tokens(self) -> list[ApiToken]:
+        return [_record(ApiToken, t) for t in self._call("storage.list_tokens", {})]
+
+    def get_token(self, name: str) -> ApiToken:
+        return _record(ApiToken, self._call("storage.get_token", {"name": name}))
+
+    def revoke_token(self, name: str) -> None:
+        self._call("storage.revoke_token", {"name": name})
+
+    def verify_token(self, token: str) -> TokenIdentity:
+        """Who the token string stands for; errors.AuthenticationRequired otherwise."""
+        answer: TokenIdentity = self._call("storage.verify_token", {"token": token})
+        return answer
+
     # -- the activity stream ----------------------------------------------------------
 
     def record_event(self, event: Event) -> None:
@@ -341,5 +379,5 @@ CLIENTS: dict[str, type[ServiceClient]] = {
 __all__ = [
     "CLIENTS", "Caller", "ChecksRecorded", "ClusterExecClient", "ContainerClient", "Created",
     "EventPage", "HostCheck", "HostPage", "InvestigatorClient", "LockGrant", "ServiceClient",
-    "StorageClient", "WatcherClient",
+    "StorageClient", "TokenCreated", "TokenIdentity", "WatcherClient",
 ]

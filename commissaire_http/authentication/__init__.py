@@ -30,6 +30,7 @@ from typing import Any
 import falcon
 
 from commissaire import errors
+from commissaire.bus.clients import Caller
 from commissaire.identity import Identity
 from commissaire.rolebindings import RoleBindings
 from commissaire_http.authentication.base import Authenticator
@@ -145,10 +146,12 @@ class AuthMiddleware:
 def build_auth_middleware(plugins: list[dict[str, Any]], self_auths: list[str],
                           trusted_proxies: list[str] | None = None,
                           failure_limit: int = 10, failure_window: float = 60.0,
-                          role_bindings: RoleBindings | None = None) -> AuthMiddleware:
+                          role_bindings: RoleBindings | None = None,
+                          bus: Caller | None = None) -> AuthMiddleware:
+    """`bus`: handed to the plugins that verify credentials through the services."""
     loaded: list[Plugin] = []
     roles = RoleResolver(role_bindings, lambda: any(p.declares_roles() for p in loaded))
-    loaded += load_plugins(plugins, roles)
+    loaded += load_plugins(plugins, roles, bus)
     if not loaded:
         logger.warning("no authentication plugin configured: every request will be refused")
     return AuthMiddleware(loaded, self_auths, FailureThrottle(failure_limit, failure_window),

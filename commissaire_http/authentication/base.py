@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from commissaire.bus.clients import Caller
 from commissaire.identity import Identity
 from commissaire_http.authentication.roles import RoleResolver
 
@@ -21,6 +22,9 @@ class Authenticator:
 
     #: Gives identities their roles; the server sets it when it loads the plugin.
     roles: RoleResolver = RoleResolver()
+    #: The services' bus, for a plugin that verifies credentials through them (API
+    #: tokens); the server sets it when it loads the plugin (None: no bus).
+    bus: Caller | None = None
 
     def authenticate(self, req: falcon.Request) -> Identity | bool:
         raise NotImplementedError

@@ -18,6 +18,7 @@ from typing import Any
 
 import falcon
 
+from commissaire.bus.clients import Caller
 from commissaire.config import ConfigError
 from commissaire.identity import Identity, Role
 from commissaire_http.authentication.base import Authenticator
@@ -86,7 +87,8 @@ def _role_option(name: str, value: object) -> Role | None:
                           f"a role (one of: {', '.join(r.value for r in Role)})") from None
 
 
-def load_plugin(entry: dict[str, Any], roles: RoleResolver | None = None) -> Plugin:
+def load_plugin(entry: dict[str, Any], roles: RoleResolver | None = None,
+                bus: Caller | None = None) -> Plugin:
     name = entry["name"]
     options = {k: v for k, v in entry.items() if k not in ("name", "role")}
     role = _role_option(name, entry.get("role"))
@@ -104,8 +106,11 @@ def load_plugin(entry: dict[str, Any], roles: RoleResolver | None = None) -> Plu
         raise ConfigError(f"authentication plugin {name!r}: bad options: {exc}") from None
     if roles is not None:
         authenticator.roles = roles
+    if bus is not None:
+        authenticator.bus = bus
     return Plugin(authenticator, name, role, is_seed_style(plugin_class))
 
 
-def load_plugins(entries: Iterable[dict[str, Any]], roles: RoleResolver) -> list[Plugin]:
-    return [load_plugin(entry, roles) for entry in entries]
+def load_plugins(entries: Iterable[dict[str, Any]], roles: RoleResolver,
+                 bus: Caller | None = None) -> list[Plugin]:
+    return [load_plugin(entry, roles, bus) for entry in entries]

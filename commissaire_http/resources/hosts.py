@@ -10,6 +10,7 @@ from commissaire.bus.clients import ContainerClient
 from commissaire.identity import Identity
 from commissaire.models import ADDRESS_SCHEMA, HOST_STATUSES, NAME_SCHEMA, Cluster, Host
 from commissaire.validation import check_schema, validate_address
+from commissaire_http.authorization import check_body_cluster
 from commissaire_http.clientaddress import ClientAddress
 from commissaire_http.resources.base import Bus, Resource, parse_query, read_json, respond
 
@@ -59,6 +60,7 @@ def create_host(resource: Resource, req: falcon.Request, resp: falcon.Response,
                 address: str, body: Any) -> None:
     """Validate a host create body and store the host with its credentials."""
     host, creds, cluster = Host.input_to_records(address, body)
+    check_body_cluster(req.context.get("identity"), cluster)
     try:
         outcome = resource.storage(req).create_host(host, creds, cluster)
     except errors.ValidationError as exc:

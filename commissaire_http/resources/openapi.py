@@ -94,6 +94,8 @@ def _operation(route: dict[str, Any], doc: dict[str, Any], open_path: bool) -> d
                           "description": _needs(doc["role"], open_path)}
     if doc["role"] is not None:
         op["x-commissaire-role"] = doc["role"].value
+    if doc.get("scope"):
+        op["x-commissaire-scope"] = doc["scope"]
     if params:
         op["parameters"] = params
     if doc.get("body"):

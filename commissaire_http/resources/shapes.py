@@ -14,6 +14,7 @@ from commissaire.models import (
     HOST_STATUSES,
     NETWORK_TYPES,
     OPERATION_STATUSES,
+    TOKEN_ROLES,
 )
 
 _STR: dict[str, Any] = {"type": "string"}
@@ -100,3 +101,17 @@ EVENT = _object({
                         "error": {**_STR, "description": "the error's description"}}),
 })
 EVENTS = {"type": "array", "items": EVENT}
+
+
+TOKEN = _object({
+    "name": _STR, "role": {"enum": list(TOKEN_ROLES)},
+    "clusters": {**NAMES, "description": "the clusters it may act on; empty: all"},
+    "expires_at": {**_TIME, "description": "ISO 8601, UTC; null: never"},
+    "id": {**_STR, "description": "public: the part of the token string that finds it"},
+    "created_at": _TIME, "created_by": _STR,
+    "last_used_at": {**_TIME, "description": "recorded at most once a minute"},
+}, required=("name", "role", "clusters", "expires_at", "id", "created_at", "last_used_at"))
+TOKENS = {"type": "array", "items": TOKEN}
+TOKEN_CREATED = {**TOKEN, "properties": {**TOKEN["properties"], "token": {
+    **_STR, "description": "the token (cmt_...): shown this once, never stored"}},
+    "required": [*TOKEN["required"], "token"]}

@@ -41,6 +41,7 @@ from commissaire.validation import validate_address, validate_name
 from commissaire_service.service import Service, bus_method
 from commissaire_service.storage.activity import STORAGE, ActivityLog, ActivityMethods
 from commissaire_service.storage.repository import Current, Repository, Snapshot, settled
+from commissaire_service.storage.tokens import TokenMethods
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class _OperationLocks:
         return []
 
 
-class StorageService(_OperationLocks, ActivityMethods, Service):
+class StorageService(_OperationLocks, ActivityMethods, TokenMethods, Service):
     name = "storage"
 
     def __init__(self, repository: Repository, notify: Notify | None = None,

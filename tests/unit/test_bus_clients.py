@@ -25,9 +25,11 @@ from commissaire.bus.clients import (
     InvestigatorClient,
     ServiceClient,
     StorageClient,
+    TokenCreated,
     WatcherClient,
 )
 from commissaire.models import (
+    ApiToken,
     Cluster,
     ClusterDeploy,
     ClusterRestart,
@@ -124,6 +126,9 @@ RESTART = {"name": "c1", "status": "in_process", "started_at": "2030-01-01T00:00
 CREDS = {"address": "10.0.0.1", "ssh_priv_key": KEY, "remote_user": "core", "uid": "u1"}
 EVENT = activity.make("create", "host", "10.0.0.1", actor={"name": "a", "method": "basic"},
                       fields={"ssh_priv_key": KEY}, status=201)
+TOKEN = {"name": "ci", "role": "viewer", "clusters": [], "expires_at": None,
+         "id": "0123456789abcdef", "created_at": "2030-01-01T00:00:00", "created_by": "a",
+         "last_used_at": None}
 MANAGER = {"name": "k", "type": "kubernetes", "uid": "m1",
            "options": {"server_url": "https://k:6443", "token": "t0ken"}}
 
@@ -234,6 +239,20 @@ CASES: dict[str, list[Case]] = {
              {"total": 9, "items": [EVENT.to_dict()]},
              lambda r: isinstance(r, EventPage) and r.total == 9
              and [e.to_safe_dict() for e in r.items] == [EVENT.to_dict()]),
+        Case(lambda c: c.create_token(ApiToken(name="ci", role="viewer")),
+             "storage.create_token", {"record": ApiToken(name="ci", role="viewer").to_dict()},
+             {"record": TOKEN, "token": "cmt_x"},
+             lambda r: isinstance(r, TokenCreated) and r.record.to_safe_dict() == TOKEN
+             and r.token == "cmt_x" and "cmt_x" not in repr(r)),
+        Case(lambda c: c.list_tokens(), "storage.list_tokens", {}, [TOKEN],
+             lambda r: [t.to_safe_dict() for t in r] == [TOKEN]),
+        Case(lambda c: c.get_token("ci"), "storage.get_token", {"name": "ci"}, TOKEN,
+             lambda r: isinstance(r, ApiToken) and r.to_safe_dict() == TOKEN),
+        Case(lambda c: c.revoke_token("ci"), "storage.revoke_token", {"name": "ci"}, [],
+             lambda r: r is None),
+        Case(lambda c: c.verify_token("cmt_x"), "storage.verify_token", {"token": "cmt_x"},
+             {"name": "ci", "role": "viewer", "clusters": []},
+             lambda r: r == {"name": "ci", "role": "viewer", "clusters": []}),
     ],
     "investigator": [
         Case(lambda c: c.ping(), "investigator.ping", {}, {"queued": 0},

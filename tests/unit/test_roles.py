@@ -29,6 +29,9 @@ EXPECTED = {
     ("PUT", "/api/v0/cluster/{name}/hosts"): Role.OPERATOR,
     **{(m, f"/api/v0/{p}"): Role.ADMIN for m in ("PUT", "DELETE") for p in (
         "cluster/{name}", "network/{name}", "containermanager/{name}")},
+    # API tokens: managed by admins only, reads included.
+    **{(m, "/api/v0/token/{name}"): Role.ADMIN for m in ("GET", "PUT", "DELETE")},
+    ("GET", "/api/v0/tokens"): Role.ADMIN,
 }
 
 

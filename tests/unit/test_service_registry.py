@@ -21,7 +21,8 @@ STORAGE_METHODS = {
     "cluster_add_host", "cluster_remove_host", "cluster_set_hosts", "start_operation",
     "get_operation", "abort_operation", "record_checks", "list_operations", "acquire_lock",
     "keepalive_lock", "release_lock", "update_operation_host", "finish_operation",
-    "etcd_endpoint", "ping", "record_event", "list_events"}
+    "etcd_endpoint", "ping", "record_event", "list_events", "create_token", "list_tokens",
+    "get_token", "revoke_token", "verify_token"}
 
 
 class Echo(Service):
